@@ -1,0 +1,141 @@
+"""The broker protocol: the storage side of Taskmaster.
+
+A broker stores encoded jobs and moves them through the state machine of
+docs/concepts.md. It is deliberately small: retry policy, serialization and
+middleware live in core, once. Every method is thread-safe.
+
+Implementers can subclass :class:`BrokerBase` for the context-manager
+plumbing; the contract suite in ``tests/contract`` states the behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
+
+from ._types import ClaimedJob, JobInfo, JobState, Lease, NewJob, QueueStats, Settlement
+
+__all__ = ["Broker", "BrokerBase", "Subscription", "WakeCallback"]
+
+WakeCallback = Callable[[str | None], None]
+"""Called with a queue name when jobs may be ready on it, or ``None`` for "any
+queue" (after a reconnect, when notifications may have been missed). It runs
+on the broker's notification thread and must return quickly."""
+
+
+@runtime_checkable
+class Subscription(Protocol):
+    def close(self) -> None:
+        """Stop delivering wake-ups to this subscription's callback."""
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """Where jobs live. See the module docstring and docs/concepts.md."""
+
+    def open(self) -> None:
+        """Acquire resources (connections, threads). Idempotent."""
+
+    def close(self) -> None:
+        """Release every resource. Idempotent."""
+
+    def migrate(self) -> None:
+        """Create or upgrade the storage schema. Idempotent and safe to race."""
+
+    def put(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[int | None]:
+        """Store jobs; return their ids in order, ``None`` where an unfinished job
+        (queued or running) with the same queue and dedup key already exists.
+
+        ``connection`` is a backend connection of the caller's (e.g. a psycopg
+        connection inside the caller's transaction); brokers without such a
+        notion raise ``ConfigurationError`` if it is given."""
+
+    def claim(self, queues: Sequence[str], limit: int, lease: float) -> list[ClaimedJob]:
+        """Claim up to ``limit`` ready jobs of ``queues``, highest priority first,
+        then earliest ``run_at``, then oldest id. Each claimed job is ``running``,
+        its attempts incremented, leased for ``lease`` seconds under a new token.
+
+        Jobs whose lease expired are reclaimed first: back to ``queued`` (and
+        claimable by this very call), or ``failed`` with a "worker lost" error
+        when their attempts are used up."""
+
+    def settle(self, settlements: Sequence[Settlement]) -> list[int]:
+        """Apply outcomes in one batch, each fenced on its claim token; return the
+        ids whose outcome was refused (the job was reclaimed, deleted or settled
+        since). A retry's attempts are kept: it counts as an attempt."""
+
+    def extend(self, leases: Sequence[Lease], lease: float) -> list[int]:
+        """Extend running jobs' leases to ``lease`` seconds from now; return the
+        ids refused (no longer held under that token)."""
+
+    def release(self, leases: Sequence[Lease]) -> int:
+        """Return claimed-but-unstarted jobs to ``queued`` (due now), undoing the
+        claim's attempt. Fenced; returns how many were released."""
+
+    def requeue(
+        self, *, ids: Collection[int] | None = None, queue: str | None = None
+    ) -> int:
+        """Move failed jobs (the given ids, or all of ``queue``, or all) back to
+        ``queued`` with attempts reset, due now, and wake consumers. Returns the
+        count moved; ids that are not failed are left alone."""
+
+    def delete(
+        self,
+        *,
+        ids: Collection[int] | None = None,
+        queue: str | None = None,
+        states: Collection[JobState] | None = None,
+    ) -> int:
+        """Delete jobs matching every given filter (no filter: every job)."""
+
+    def prune(
+        self,
+        older_than: float,
+        *,
+        states: Collection[JobState] = (JobState.DONE,),
+        queue: str | None = None,
+    ) -> int:
+        """Delete finished jobs (``done``/``failed`` only) last updated more than
+        ``older_than`` seconds ago. Returns the count."""
+
+    def stats(self, queues: Collection[str] | None = None) -> list[QueueStats]:
+        """Counts per queue and state, sorted by queue name. Queues with no
+        jobs are absent unless named in ``queues``."""
+
+    def jobs(
+        self,
+        *,
+        ids: Collection[int] | None = None,
+        queue: str | None = None,
+        states: Collection[JobState] | None = None,
+        limit: int = 100,
+        after_id: int | None = None,
+    ) -> list[JobInfo]:
+        """Inspect stored jobs matching every given filter, by ascending id."""
+
+    def subscribe(self, queues: Collection[str], callback: WakeCallback) -> Subscription:
+        """Call ``callback`` when jobs may have become ready on one of ``queues``
+        (put, requeue, release)."""
+
+
+class BrokerBase:
+    """Optional base class: context-manager use over ``open()``/``close()``."""
+
+    def open(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,158 @@
+"""The plugin manager and typed access to what plugins contribute.
+
+``get_plugin_manager()`` builds the process-wide manager once: hook specs,
+built-ins, then everything installed under the ``taskmaster`` entry-point
+group. Hook results are ``Any`` to pluggy; the functions here validate them so
+a broken plugin fails with a message naming it instead of deep in a worker.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import pluggy
+
+from . import _hookspecs
+from ._errors import ConfigurationError, UnknownSerializerError
+from ._hookspecs import PROJECT, hookimpl
+from ._serializers import JsonSerializer, MsgpackSerializer, Serializer
+
+if TYPE_CHECKING:
+    from ._broker import Broker
+    from ._middleware import Middleware
+
+__all__ = [
+    "SerializerRegistry",
+    "get_plugin_manager",
+    "new_plugin_manager",
+    "open_broker",
+    "plugin_middleware",
+]
+
+
+class _BuiltinSerializers:
+    """The serializers that ship with core, registered like any plugin."""
+
+    @hookimpl
+    def taskmaster_serializers(self) -> list[Serializer]:
+        return [JsonSerializer(), MsgpackSerializer()]
+
+
+def new_plugin_manager(*, load_entrypoints: bool = True) -> pluggy.PluginManager:
+    """A fresh manager with specs and built-ins (and installed plugins, by default)."""
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(_hookspecs)
+    pm.register(_BuiltinSerializers(), name="taskmaster.serializers")
+    if load_entrypoints:
+        pm.load_setuptools_entrypoints(PROJECT)
+    pm.check_pending()
+    return pm
+
+
+_manager: pluggy.PluginManager | None = None
+_manager_lock = threading.Lock()
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, built on first use."""
+    global _manager
+    if _manager is None:
+        with _manager_lock:
+            if _manager is None:
+                _manager = new_plugin_manager()
+    return _manager
+
+
+class SerializerRegistry:
+    """Serializers by name, as contributed by the plugins of one manager."""
+
+    def __init__(self, pm: pluggy.PluginManager | None = None) -> None:
+        pm = pm if pm is not None else get_plugin_manager()
+        self._by_name: dict[str, Serializer] = {}
+        for contributed in pm.hook.taskmaster_serializers():
+            for serializer in _as_list(contributed, "taskmaster_serializers"):
+                if not isinstance(serializer, Serializer):
+                    raise ConfigurationError(
+                        f"taskmaster_serializers returned {serializer!r}, which is not a "
+                        "Serializer (needs name, dumps and loads)"
+                    )
+                name = serializer.name
+                if not isinstance(name, str) or not name:
+                    raise ConfigurationError(f"serializer {serializer!r} has no name")
+                # pluggy calls the last registered plugin first; the first
+                # registration of a name wins so plugins cannot shadow each other
+                # silently depending on load order.
+                if name in self._by_name and self._by_name[name] is not serializer:
+                    raise ConfigurationError(f"two plugins register a serializer named {name!r}")
+                self._by_name[name] = serializer
+
+    def get(self, name: str) -> Serializer:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownSerializerError(name, sorted(self._by_name)) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+
+def plugin_middleware(pm: pluggy.PluginManager | None = None) -> list[Middleware]:
+    """Middleware contributed by installed plugins, outermost first."""
+    from ._middleware import Middleware
+
+    pm = pm if pm is not None else get_plugin_manager()
+    found: list[Middleware] = []
+    # pluggy returns results last-registered first; reverse for registration order.
+    for contributed in reversed(pm.hook.taskmaster_middleware()):
+        for middleware in _as_list(contributed, "taskmaster_middleware"):
+            if not isinstance(middleware, Middleware):
+                raise ConfigurationError(
+                    f"taskmaster_middleware returned {middleware!r}, which is not a "
+                    "taskmaster_core.Middleware"
+                )
+            found.append(middleware)
+    return found
+
+
+def open_broker(
+    url: str,
+    *,
+    pm: pluggy.PluginManager | None = None,
+    **options: Any,
+) -> Broker:
+    """Build (not open) the broker for ``url``: ``memory://``, ``postgresql://…``,
+    or any scheme a plugin handles. Raises ``ConfigurationError`` for a URL no
+    plugin understands."""
+    from ._broker import Broker
+
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"broker URL {url!r} is not a URL; expected e.g. memory:// or postgresql://host/db"
+        )
+    scheme = urlsplit(url).scheme
+    pm = pm if pm is not None else get_plugin_manager()
+    broker = pm.hook.taskmaster_broker_from_url(url=url, options=dict(options))
+    if broker is None:
+        raise ConfigurationError(
+            f"no installed plugin handles broker URLs with scheme {scheme!r} ({_redact(url)})"
+        )
+    if not isinstance(broker, Broker):
+        raise ConfigurationError(f"plugin returned {broker!r} for {scheme}://, not a Broker")
+    return broker
+
+
+def _as_list(value: Any, hook: str) -> list[Any]:
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise ConfigurationError(f"a {hook} hook returned {value!r}; it must return a list")
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
