@@ -1,6 +1,7 @@
 """Taskmaster core: jobs, brokers, serializers, middleware, publisher and consumer."""
 
 from ._broker import Broker, BrokerBase, Subscription, WakeCallback
+from ._consumer import Consumer, Handler
 from ._errors import (
     BrokerClosedError,
     BrokerError,
@@ -12,26 +13,47 @@ from ._errors import (
     UnknownSerializerError,
 )
 from ._hookspecs import hookimpl
+from ._job import Job
+from ._middleware import ErrorReporter, LoggingMiddleware, Message, Middleware
+from ._outcomes import ACK, REJECT, Ack, Outcome, Reject, Retry
 from ._plugins import SerializerRegistry, get_plugin_manager, new_plugin_manager, open_broker
+from ._publisher import Publisher, QueueOptions
+from ._retry import RetryPolicy
 from ._serializers import JsonSerializer, MsgpackSerializer, Serializer
 from ._types import ClaimedJob, JobInfo, JobState, Lease, NewJob, QueueStats, Settlement
 
 __all__ = [
+    "ACK",
+    "REJECT",
+    "Ack",
     "Broker",
     "BrokerBase",
     "BrokerClosedError",
     "BrokerError",
     "ClaimedJob",
     "ConfigurationError",
+    "Consumer",
+    "ErrorReporter",
+    "Handler",
+    "Job",
     "JobInfo",
     "JobState",
     "JsonSerializer",
     "Lease",
+    "LoggingMiddleware",
+    "Message",
+    "Middleware",
     "MsgpackSerializer",
     "NewJob",
+    "Outcome",
     "PayloadTooLargeError",
     "PayloadValidationError",
+    "Publisher",
+    "QueueOptions",
     "QueueStats",
+    "Reject",
+    "Retry",
+    "RetryPolicy",
     "SerializationError",
     "Serializer",
     "SerializerRegistry",

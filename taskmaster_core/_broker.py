@@ -70,15 +70,17 @@ class Broker(Protocol):
         ids refused (no longer held under that token)."""
 
     def release(self, leases: Sequence[Lease]) -> int:
-        """Return claimed-but-unstarted jobs to ``queued`` (due now), undoing the
-        claim's attempt. Fenced; returns how many were released."""
+        """Return claimed-but-unstarted jobs to ``queued``, keeping their place in
+        line (``run_at`` unchanged) and undoing the claim's attempt. Fenced;
+        returns how many were released. Wakes consumers."""
 
     def requeue(
         self, *, ids: Collection[int] | None = None, queue: str | None = None
     ) -> int:
         """Move failed jobs (the given ids, or all of ``queue``, or all) back to
         ``queued`` with attempts reset, due now, and wake consumers. Returns the
-        count moved; ids that are not failed are left alone."""
+        count moved; ids that are not failed are left alone, and so is a failed
+        job whose dedup key is held by another unfinished job."""
 
     def delete(
         self,

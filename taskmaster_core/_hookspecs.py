@@ -35,6 +35,6 @@ def taskmaster_middleware() -> list[Middleware]:  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def taskmaster_broker_from_url(url: str, options: dict[str, Any]) -> Broker | None:  # type: ignore[empty-body]
+def taskmaster_broker_from_url(url: str, options: dict[str, Any]) -> Broker | None:
     """Return a (not yet opened) broker for ``url`` if this plugin handles its
     scheme, else ``None``. ``options`` are keyword settings for the broker."""

@@ -98,19 +98,41 @@ class SerializerRegistry:
         return sorted(self._by_name)
 
 
+def resolve_plugin_manager(plugins: bool | pluggy.PluginManager) -> pluggy.PluginManager:
+    """``True``: the process-wide manager (installed plugins); ``False``: only
+    the built-ins; or a given manager."""
+    if plugins is True:
+        return get_plugin_manager()
+    if plugins is False:
+        return _builtins_only()
+    if isinstance(plugins, pluggy.PluginManager):
+        return plugins
+    raise ConfigurationError(f"plugins must be True, False or a PluginManager, got {plugins!r}")
+
+
+_builtins: pluggy.PluginManager | None = None
+
+
+def _builtins_only() -> pluggy.PluginManager:
+    global _builtins
+    if _builtins is None:
+        _builtins = new_plugin_manager(load_entrypoints=False)
+    return _builtins
+
+
 def plugin_middleware(pm: pluggy.PluginManager | None = None) -> list[Middleware]:
     """Middleware contributed by installed plugins, outermost first."""
-    from ._middleware import Middleware
+    from ._middleware import is_middleware_like
 
     pm = pm if pm is not None else get_plugin_manager()
     found: list[Middleware] = []
     # pluggy returns results last-registered first; reverse for registration order.
     for contributed in reversed(pm.hook.taskmaster_middleware()):
         for middleware in _as_list(contributed, "taskmaster_middleware"):
-            if not isinstance(middleware, Middleware):
+            if not is_middleware_like(middleware):
                 raise ConfigurationError(
-                    f"taskmaster_middleware returned {middleware!r}, which is not a "
-                    "taskmaster_core.Middleware"
+                    f"taskmaster_middleware returned {middleware!r}, which has neither a "
+                    "process() nor a publish() method"
                 )
             found.append(middleware)
     return found

@@ -1,0 +1,452 @@
+"""The consumer: claims jobs from a broker and runs a handler on worker threads.
+
+Threads (all daemons, named after the consumer):
+
+- the **fetcher** claims jobs in batches sized to the free slots
+  (``concurrency`` running + ``prefetch`` waiting) and feeds them to an
+  in-process queue. It sleeps until the broker signals new work, a slot
+  frees up, a local retry falls due, or ``poll_interval`` passes — so a lost
+  notification only delays a job;
+- ``concurrency`` **workers** decode each job, run it through the
+  middleware chain and the handler, and turn the result into a settlement.
+  Nothing a handler does (raise, return garbage, call ``sys.exit``) ends a
+  worker thread;
+- the **settler** sends settlements back in batches, retrying while the
+  broker is unavailable, and extends the leases of every held job (one
+  call for all) every ``lease / 3`` seconds.
+
+``stop()`` stops claiming, returns claimed-but-unstarted jobs to the queue,
+lets running handlers finish up to a timeout, and flushes their outcomes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue as _queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import pluggy
+
+from ._broker import Broker, Subscription
+from ._errors import ConfigurationError, TaskmasterError
+from ._job import Job
+from ._middleware import compose_process, describe_exception, is_middleware_like
+from ._outcomes import Ack, Reject, Retry
+from ._plugins import SerializerRegistry, plugin_middleware, resolve_plugin_manager
+from ._retry import RetryPolicy
+from ._types import ClaimedJob, Lease, Settlement
+
+__all__ = ["Consumer", "Handler"]
+
+logger = logging.getLogger("taskmaster.consumer")
+
+Handler = Callable[[Job], Any]
+"""``def handler(job: Job) -> Outcome``."""
+
+_MAX_CLAIM = 500
+"""Largest batch one claim asks for."""
+_MAX_BACKOFF = 5.0
+"""Cap on the wait between attempts to reach a failing broker."""
+
+
+class Consumer:
+    """Runs ``handler`` for jobs of ``queues`` with ``concurrency`` worker threads.
+
+    Use it as a context manager, or call ``start()`` and ``stop()``.
+    ``context`` is handed to every job as ``job.context`` (the handler's
+    dependencies); ``payload_type`` decodes payloads into that type (a job
+    whose payload does not fit fails with a clear error, the worker lives).
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        queues: str | Sequence[str],
+        handler: Handler,
+        *,
+        concurrency: int = 1,
+        middleware: Sequence[object] = (),
+        context: Any = None,
+        payload_type: Any = None,
+        retry: RetryPolicy | None = None,
+        lease: float = 30.0,
+        poll_interval: float = 1.0,
+        prefetch: int | None = None,
+        flush_interval: float = 0.0,
+        plugins: bool | pluggy.PluginManager = True,
+        name: str | None = None,
+    ) -> None:
+        names = [queues] if isinstance(queues, str) else list(queues)
+        if not names or not all(isinstance(q, str) and q for q in names):
+            raise ConfigurationError(f"queues must be non-empty strings, got {queues!r}")
+        if not callable(handler):
+            raise ConfigurationError(f"handler must be callable, got {handler!r}")
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if lease <= 0:
+            raise ConfigurationError(f"lease must be > 0 seconds, got {lease!r}")
+        if poll_interval <= 0:
+            raise ConfigurationError(f"poll_interval must be > 0 seconds, got {poll_interval!r}")
+        if prefetch is not None and prefetch < 0:
+            raise ConfigurationError(f"prefetch must be >= 0, got {prefetch!r}")
+        if flush_interval < 0:
+            raise ConfigurationError(f"flush_interval must be >= 0, got {flush_interval!r}")
+        pm = resolve_plugin_manager(plugins)
+        layers = [*plugin_middleware(pm), *middleware]
+        for layer in layers:
+            if not is_middleware_like(layer):
+                raise ConfigurationError(
+                    f"{layer!r} is not middleware (it has no process or publish method)"
+                )
+
+        self.broker = broker
+        self.queues: tuple[str, ...] = tuple(dict.fromkeys(names))
+        self.handler = handler
+        self.concurrency = concurrency
+        self.context = context
+        self.payload_type = payload_type
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.lease = float(lease)
+        self.poll_interval = float(poll_interval)
+        self.prefetch = max(16, 4 * concurrency) if prefetch is None else prefetch
+        self.flush_interval = float(flush_interval)
+        self.name = name or f"consumer[{','.join(self.queues)}]"
+        self._serializers = SerializerRegistry(pm)
+        self._process = compose_process(layers, self._call_handler)
+
+        self._capacity = concurrency + self.prefetch
+        # Claim again once this many jobs are held or fewer (half the capacity).
+        self._refill_level = self._capacity // 2
+        self._lock = threading.Lock()
+        self._held: dict[int, Lease] = {}
+        self._pending: list[Settlement] = []
+        self._settle_signal = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._work: _queue.SimpleQueue[ClaimedJob | None] = _queue.SimpleQueue()
+        self._next_due: float | None = None
+        self._stopping = False
+        self._settler_done = False
+        self._threads: list[threading.Thread] = []
+        self._workers: list[threading.Thread] = []
+        self._subscription: Subscription | None = None
+        self._started = False
+        self._stopped = threading.Event()
+        self.processed = 0
+        """Jobs whose outcome has been settled (for progress displays)."""
+
+    def __repr__(self) -> str:
+        return f"<Consumer {self.name} concurrency={self.concurrency}>"
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the fetcher, settler and worker threads (returns at once)."""
+        if self._started:
+            raise TaskmasterError(f"{self.name} was already started; a consumer runs once")
+        self._started = True
+        self._subscription = self.broker.subscribe(self.queues, self._on_signal)
+        self._spawn(self._fetch_loop, "fetcher")
+        self._spawn(self._settle_loop, "settler")
+        for index in range(self.concurrency):
+            self._workers.append(self._spawn(self._work_loop, f"worker-{index}"))
+
+    def stop(self, timeout: float | None = 30.0) -> bool:
+        """Stop: claim no more, return unstarted jobs to the queue, wait up to
+        ``timeout`` seconds for running handlers, flush outcomes.
+
+        Returns ``True`` if every handler finished. A handler still running
+        after the timeout keeps its job ``running`` until its lease expires
+        (it is then retried), since a thread cannot be killed safely."""
+        if not self._started or self._stopped.is_set():
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._stopping = True
+        self._wake.set()
+        if self._subscription is not None:
+            self._subscription.close()
+        self._threads[0].join(_remaining(deadline))  # the fetcher
+        self._return_unstarted()
+        for _ in self._workers:
+            self._work.put(None)  # one stop sentinel per worker
+        for worker in self._workers:
+            worker.join(_remaining(deadline))
+        busy = [w.name for w in self._workers if w.is_alive()]
+        self._return_unstarted()  # anything a worker left behind as it stopped
+        with self._lock:
+            self._settler_done = True
+            self._settle_signal.notify()
+        self._threads[1].join(_remaining(deadline, minimum=1.0))
+        self._stopped.set()
+        if busy:
+            logger.warning(
+                "%s stopped with %d handler(s) still running: %s", self.name, len(busy), busy
+            )
+            return False
+        return True
+
+    def run(self) -> None:
+        """Start and block until ``stop()`` is called from another thread."""
+        if not self._started:
+            self.start()
+        self._stopped.wait()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def held(self) -> int:
+        """Jobs claimed and not yet settled (waiting or running)."""
+        return len(self._held)
+
+    def _spawn(self, target: Callable[[], None], role: str) -> threading.Thread:
+        thread = threading.Thread(target=target, name=f"{self.name}-{role}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return thread
+
+    def _on_signal(self, queue: str | None) -> None:
+        self._wake.set()
+
+    # -- fetcher -----------------------------------------------------------
+
+    def _fetch_loop(self) -> None:
+        failures = 0
+        while not self._stopping:
+            # Clear before looking, so a signal that arrives meanwhile is kept.
+            self._wake.clear()
+            with self._lock:
+                held = len(self._held)
+                backlog = len(self._pending)
+            if held <= self._refill_level and backlog < 4 * self._capacity:
+                want = min(self._capacity - held, _MAX_CLAIM)
+                try:
+                    claimed = self.broker.claim(self.queues, want, self.lease)
+                except Exception as exc:
+                    failures += 1
+                    delay = min(_MAX_BACKOFF, self.poll_interval, 0.05 * 2**failures)
+                    logger.warning(
+                        "%s: claim failed (%s); retrying in %.2fs", self.name, exc, delay
+                    )
+                    self._wake.wait(delay)
+                    continue
+                failures = 0
+                if claimed:
+                    with self._lock:
+                        for job in claimed:
+                            self._held[job.id] = Lease(job.id, job.token)
+                    for job in claimed:
+                        self._work.put(job)
+                if len(claimed) == want:
+                    continue  # probably more waiting: claim again once slots free up
+            # Wait for a broker signal, a freed slot (workers signal at the
+            # refill level), a local retry falling due, or the poll interval.
+            self._wake.wait(self._idle_timeout())
+
+    def _idle_timeout(self) -> float:
+        timeout = self.poll_interval
+        due = self._next_due
+        if due is not None:
+            until = due - time.monotonic()
+            if until <= timeout:
+                self._next_due = None
+                timeout = max(0.0, until)
+        return timeout
+
+    def _return_unstarted(self) -> None:
+        unstarted: list[ClaimedJob] = []
+        while True:
+            try:
+                item = self._work.get_nowait()
+            except _queue.Empty:
+                break
+            if item is not None:
+                unstarted.append(item)
+        if not unstarted:
+            return
+        leases = [Lease(job.id, job.token) for job in unstarted]
+        with self._lock:
+            for job in unstarted:
+                self._held.pop(job.id, None)
+        try:
+            self.broker.release(leases)
+        except Exception:
+            logger.exception(
+                "%s: could not return %d unstarted jobs; they run again when their lease expires",
+                self.name,
+                len(leases),
+            )
+
+    # -- workers -----------------------------------------------------------
+
+    def _work_loop(self) -> None:
+        work = self._work
+        lock = self._lock
+        held = self._held
+        pending = self._pending
+        refill = self._refill_level
+        while True:
+            claimed = work.get()
+            if claimed is None:
+                return
+            if self._stopping:
+                work.put(claimed)  # not started: stop() returns it to the queue
+                return
+            settlement = self._run(claimed)
+            with lock:
+                held.pop(claimed.id, None)
+                pending.append(settlement)
+                if len(pending) == 1:
+                    self._settle_signal.notify()
+                if len(held) == refill:
+                    self._wake.set()
+
+    def _run(self, claimed: ClaimedJob) -> Settlement:
+        try:
+            serializer = self._serializers.get(claimed.serializer)
+            payload = serializer.loads(claimed.payload, self.payload_type)
+        except Exception as exc:
+            return Settlement(
+                id=claimed.id,
+                token=claimed.token,
+                kind="fail",
+                error=f"cannot decode payload: {exc}",
+            )
+        job = Job(claimed, payload, self.context)
+        try:
+            outcome = self._process(job)
+        except BaseException as exc:
+            return self._after_error(claimed, describe_exception(exc), None)
+        if outcome.__class__ is Ack:
+            return Settlement(id=claimed.id, token=claimed.token, kind="ack")
+        if isinstance(outcome, Reject):
+            return Settlement(id=claimed.id, token=claimed.token, kind="fail", error=outcome.reason)
+        if isinstance(outcome, Retry):
+            return self._after_error(claimed, outcome.reason, outcome.delay)
+        return Settlement(
+            id=claimed.id,
+            token=claimed.token,
+            kind="fail",
+            error=(
+                f"handler returned {outcome!r} ({type(outcome).__name__}); "
+                "expected ACK, REJECT, Reject(reason) or Retry(delay)"
+            ),
+        )
+
+    def _call_handler(self, job: Job) -> Any:
+        return self.handler(job)
+
+    def _after_error(self, claimed: ClaimedJob, error: str, delay: float | None) -> Settlement:
+        if claimed.attempt >= claimed.max_attempts:
+            return Settlement(
+                id=claimed.id,
+                token=claimed.token,
+                kind="fail",
+                error=f"attempts used up ({claimed.attempt}/{claimed.max_attempts}): {error}",
+            )
+        wait = self.retry.delay(claimed.attempt) if delay is None else delay
+        if wait < self.poll_interval:
+            due = time.monotonic() + wait
+            current = self._next_due
+            if current is None or due < current:
+                self._next_due = due
+        return Settlement(
+            id=claimed.id, token=claimed.token, kind="retry", error=error, delay=wait
+        )
+
+    # -- settler -----------------------------------------------------------
+
+    def _settle_loop(self) -> None:
+        interval = self.lease / 3
+        next_beat = time.monotonic() + interval
+        failures = 0
+        batch: list[Settlement] = []
+        while True:
+            with self._lock:
+                while not self._pending and not self._settler_done:
+                    timeout = next_beat - time.monotonic()
+                    if timeout <= 0:
+                        break
+                    self._settle_signal.wait(timeout)
+                done = self._settler_done
+            if self.flush_interval and not done:
+                time.sleep(self.flush_interval)
+            with self._lock:
+                if self._pending:
+                    batch.extend(self._pending)
+                    self._pending.clear()
+            if batch:
+                try:
+                    refused = self.broker.settle(batch)
+                except Exception as exc:
+                    failures += 1
+                    if done and failures > 3:
+                        logger.error(
+                            "%s: could not record %d outcomes (%s); those jobs run again "
+                            "when their lease expires",
+                            self.name,
+                            len(batch),
+                            exc,
+                        )
+                        return
+                    delay = min(_MAX_BACKOFF, 0.05 * 2**failures)
+                    logger.warning(
+                        "%s: recording %d outcomes failed (%s); retrying in %.2fs",
+                        self.name,
+                        len(batch),
+                        exc,
+                        delay,
+                    )
+                    time.sleep(delay)
+                    continue
+                failures = 0
+                if refused:
+                    logger.warning(
+                        "%s: outcomes of jobs %s were refused: their lease was lost "
+                        "and another worker may have run them",
+                        self.name,
+                        refused,
+                    )
+                self.processed += len(batch)
+                batch = []
+            if time.monotonic() >= next_beat:
+                self._heartbeat()
+                next_beat = time.monotonic() + interval
+            if done:
+                with self._lock:
+                    if not self._pending:
+                        return
+
+    def _heartbeat(self) -> None:
+        with self._lock:
+            leases = list(self._held.values())
+        if not leases:
+            return
+        try:
+            refused = self.broker.extend(leases, self.lease)
+        except Exception as exc:
+            logger.warning("%s: extending %d leases failed: %s", self.name, len(leases), exc)
+            return
+        if refused:
+            logger.warning("%s: leases of jobs %s were lost", self.name, refused)
+
+
+def _remaining(deadline: float | None, minimum: float = 0.0) -> float | None:
+    if deadline is None:
+        return None
+    return max(minimum, deadline - time.monotonic())
