@@ -1,0 +1,465 @@
+"""PostgresBroker: the Broker protocol on one PostgreSQL table.
+
+Short statements run on a small ``psycopg_pool.ConnectionPool`` of autocommit
+connections (every broker operation is a single statement, or two pipelined
+ones for claim, so each is one round trip and its own transaction). Wake-ups
+come from one dedicated LISTEN connection (see ``_listener``), opened only
+once somebody subscribes. psycopg errors are translated to ``BrokerError`` at
+this boundary. See docs/postgres.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import psycopg
+import psycopg_pool
+from psycopg.conninfo import conninfo_to_dict
+
+from taskmaster_core import (
+    BrokerBase,
+    BrokerClosedError,
+    BrokerError,
+    ClaimedJob,
+    ConfigurationError,
+    JobInfo,
+    JobState,
+    Lease,
+    NewJob,
+    QueueStats,
+    Settlement,
+    Subscription,
+    WakeCallback,
+)
+
+from . import _schema
+from ._listener import Listener, NullSubscription
+from ._names import TableNames, check_queue_name
+from ._sql import Statements
+
+__all__ = ["PostgresBroker"]
+
+_FINISHED = frozenset({JobState.DONE, JobState.FAILED})
+_broker_numbers = itertools.count(1)
+_json_encode = msgspec.json.Encoder().encode
+
+
+def describe_dsn(dsn: str) -> str:
+    """``user@host:port/dbname`` for messages: never the password."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "<unparsable DSN>"
+    host = str(params.get("host") or params.get("hostaddr") or "localhost")
+    port = params.get("port")
+    user = params.get("user")
+    where = f"{host}:{port}" if port else host
+    return f"{f'{user}@' if user else ''}{where}/{params.get('dbname') or '?'}"
+
+
+def _text(value: str | None) -> str | None:
+    """Postgres text cannot hold NUL; error messages may contain it."""
+    return None if value is None else value.replace("\x00", "\\x00")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
+
+
+class PostgresBroker(BrokerBase):
+    """Jobs in one PostgreSQL table; see the module docstring and docs/postgres.md.
+
+    ``listen=False`` is the polling-only mode for PgBouncer in transaction
+    pooling mode: ``subscribe`` works but never calls back, consumers poll.
+    ``prepare_threshold`` is psycopg's (executions before a statement is
+    prepared server-side); ``None`` disables prepared statements for poolers
+    that cannot carry them.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "public",
+        table: str = "taskmaster_jobs",
+        keep_done: bool = False,
+        listen: bool = True,
+        pool_min_size: int = 1,
+        pool_max_size: int = 4,
+        statement_timeout: float | None = None,
+        connect_timeout: float = 10.0,
+        application_name: str | None = None,
+        prepare_threshold: int | None = 5,
+        max_reconnect_backoff: float = 5.0,
+    ) -> None:
+        if not isinstance(dsn, str) or not dsn:
+            raise ConfigurationError(f"dsn must be a non-empty string, got {dsn!r}")
+        try:
+            conninfo_to_dict(dsn)
+        except psycopg.Error as exc:
+            raise ConfigurationError(f"invalid PostgreSQL DSN: {exc}") from None
+        if not 0 < pool_min_size <= pool_max_size:
+            raise ConfigurationError(
+                f"need 0 < pool_min_size <= pool_max_size, got {pool_min_size}, {pool_max_size}"
+            )
+        if statement_timeout is not None and statement_timeout <= 0:
+            raise ConfigurationError("statement_timeout must be positive or None")
+        if connect_timeout <= 0:
+            raise ConfigurationError("connect_timeout must be positive")
+        self._dsn = dsn
+        self.names = TableNames(schema, table)
+        self.keep_done = keep_done
+        self.listen = listen
+        self._pool_min_size = pool_min_size
+        self._pool_max_size = pool_max_size
+        self._statement_timeout = statement_timeout
+        self._connect_timeout = connect_timeout
+        self._max_backoff = max_reconnect_backoff
+        self.application_name = application_name or (
+            f"taskmaster/{os.getpid()}/{next(_broker_numbers)}"
+        )
+        self._connect_kwargs: dict[str, Any] = {
+            "application_name": self.application_name,
+            "connect_timeout": max(1, round(connect_timeout)),
+        }
+        self._prepare_threshold = prepare_threshold
+        self._sql = Statements(self.names, keep_done=keep_done)
+        self._lock = threading.Lock()
+        self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._listener: Listener | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self._pool is not None else "closed"
+        return f"<PostgresBroker {describe_dsn(self._dsn)} {self.names.display} {state}>"
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def open(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                return
+            pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
+                psycopg_pool.ConnectionPool(
+                    self._dsn,
+                    min_size=self._pool_min_size,
+                    max_size=self._pool_max_size,
+                    kwargs={
+                        **self._connect_kwargs,
+                        "autocommit": True,
+                        "prepare_threshold": self._prepare_threshold,
+                    },
+                    configure=self._configure,
+                    open=False,
+                    name=f"taskmaster-{self.application_name}",
+                )
+            )
+            try:
+                pool.open(wait=True, timeout=self._connect_timeout)
+            except psycopg_pool.PoolTimeout as exc:
+                pool.close()
+                raise BrokerError(
+                    f"could not connect to PostgreSQL at {describe_dsn(self._dsn)} "
+                    f"within {self._connect_timeout:g}s (see the log for the driver's error)"
+                ) from exc
+            self._pool = pool
+            if self.listen:
+                self._listener = Listener(
+                    self._dsn,
+                    self.names.channel,
+                    connect_kwargs=self._connect_kwargs,
+                    ready_timeout=self._connect_timeout,
+                    max_backoff=self._max_backoff,
+                    describe=lambda: describe_dsn(self._dsn),
+                )
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        if self._statement_timeout is not None:
+            conn.execute(
+                "SELECT set_config('statement_timeout', %s, false)",
+                [f"{round(self._statement_timeout * 1000)}ms"],
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        if pool is not None:
+            pool.close()
+
+    @contextmanager
+    def _connection(self, action: str) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection, with psycopg errors translated to BrokerError."""
+        pool = self._pool
+        if pool is None:
+            raise BrokerClosedError(f"{action}: the broker is not open")
+        try:
+            with pool.connection(timeout=self._connect_timeout) as conn:
+                yield conn
+        except psycopg_pool.PoolClosed as exc:
+            raise BrokerClosedError(f"{action}: the broker is closed") from exc
+        except psycopg.Error as exc:
+            raise BrokerError(
+                f"{action} failed on {describe_dsn(self._dsn)}: {exc}"
+            ) from exc
+
+    # -- schema -----------------------------------------------------------------
+
+    def migrate(self) -> None:
+        with self._connection("migrate") as conn:
+            _schema.migrate(conn, self.names)
+
+    def create_jobs_table(self) -> None:
+        """Create (or upgrade) the jobs table: the same as :meth:`migrate`."""
+        self.migrate()
+
+    def drop_jobs_table(self) -> None:
+        """Drop the jobs table, its trigger function and version records."""
+        with self._connection("drop_jobs_table") as conn:
+            _schema.drop(conn, self.names)
+
+    def schema_version(self) -> int:
+        """The applied schema version (0 when the table does not exist)."""
+        with self._connection("schema_version") as conn, conn.transaction():
+            return _schema.applied_version(conn, self.names)
+
+    # -- putting ----------------------------------------------------------------
+
+    def put(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[int | None]:
+        if connection is not None and not isinstance(connection, psycopg.Connection):
+            raise ConfigurationError(
+                "connection must be a psycopg.Connection (sync), got "
+                f"{type(connection).__name__}"
+            )
+        if self._pool is None:
+            raise BrokerClosedError("put: the broker is not open")
+        if not jobs:
+            return []
+        params = self._put_params(jobs)
+        if connection is None:
+            with self._connection("put") as conn:
+                rows = conn.execute(self._sql.put, params).fetchall()
+        else:
+            try:  # the caller's transaction decides: no commit here
+                rows = connection.execute(self._sql.put, params).fetchall()
+            except psycopg.Error as exc:
+                raise BrokerError(f"put failed on the caller's connection: {exc}") from exc
+        return [row[0] for row in rows]
+
+    @staticmethod
+    def _put_params(jobs: Sequence[NewJob]) -> dict[str, list[Any]]:
+        for job in jobs:
+            check_queue_name(job.queue)
+            if job.dedup_key is not None and "\x00" in job.dedup_key:
+                raise ConfigurationError(f"dedup key {job.dedup_key!r} contains a NUL character")
+        return {
+            "queues": [j.queue for j in jobs],
+            "payloads": [j.payload for j in jobs],
+            "serializers": [j.serializer for j in jobs],
+            "priorities": [j.priority for j in jobs],
+            "delays": [float(j.delay) for j in jobs],
+            "run_ats": [None if j.run_at is None else float(j.run_at) for j in jobs],
+            "max_attempts": [j.max_attempts for j in jobs],
+            "dedup_keys": [j.dedup_key for j in jobs],
+            "headers": [
+                None if j.headers is None else _text(_json_encode(j.headers).decode())
+                for j in jobs
+            ],
+        }
+
+    # -- claiming and settling --------------------------------------------------
+
+    def claim(self, queues: Sequence[str], limit: int, lease: float) -> list[ClaimedJob]:
+        if limit <= 0 or not queues:
+            if self._pool is None:
+                raise BrokerClosedError("claim: the broker is not open")
+            return []
+        queue_list = list(queues)
+        with self._connection("claim") as conn:
+            # Two statements, one round trip: reclaim expired leases, then claim.
+            # The claim's snapshot is taken after the reclaim committed, so jobs
+            # put back to 'queued' are claimable by this very call.
+            with conn.pipeline():
+                conn.execute(self._sql.reclaim, {"queues": queue_list})
+                cur = conn.execute(
+                    self._sql.claim,
+                    {"queues": queue_list, "limit": limit, "lease": float(lease)},
+                )
+            rows = cur.fetchall()
+        return [
+            ClaimedJob(
+                id=r[0],
+                queue=r[1],
+                payload=r[2],
+                serializer=r[3],
+                priority=r[4],
+                attempt=r[5],
+                max_attempts=r[6],
+                run_at=r[7],
+                created_at=r[8],
+                headers=r[9],
+                token=r[10],
+            )
+            for r in rows
+        ]
+
+    def settle(self, settlements: Sequence[Settlement]) -> list[int]:
+        if not settlements:
+            self._require_open("settle")
+            return []
+        params = {
+            "ids": [s.id for s in settlements],
+            "tokens": [s.token for s in settlements],
+            "kinds": [s.kind for s in settlements],
+            "errors": [_text(s.error) for s in settlements],
+            "delays": [float(s.delay) for s in settlements],
+        }
+        with self._connection("settle") as conn:
+            row = conn.execute(self._sql.settle, params).fetchone()
+        return list(row[0]) if row is not None else []
+
+    def extend(self, leases: Sequence[Lease], lease: float) -> list[int]:
+        if not leases:
+            self._require_open("extend")
+            return []
+        params = {
+            "ids": [x.id for x in leases],
+            "tokens": [x.token for x in leases],
+            "lease": float(lease),
+        }
+        with self._connection("extend") as conn:
+            row = conn.execute(self._sql.extend, params).fetchone()
+        return list(row[0]) if row is not None else []
+
+    def release(self, leases: Sequence[Lease]) -> int:
+        if not leases:
+            self._require_open("release")
+            return 0
+        params = {"ids": [x.id for x in leases], "tokens": [x.token for x in leases]}
+        with self._connection("release") as conn:
+            row = conn.execute(self._sql.release, params).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def _require_open(self, action: str) -> None:
+        if self._pool is None:
+            raise BrokerClosedError(f"{action}: the broker is not open")
+
+    # -- operations -------------------------------------------------------------
+
+    def requeue(self, *, ids: Collection[int] | None = None, queue: str | None = None) -> int:
+        params = {"ids": None if ids is None else list(ids), "queue": queue}
+        with self._connection("requeue") as conn:
+            row = conn.execute(self._sql.requeue, params).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def delete(
+        self,
+        *,
+        ids: Collection[int] | None = None,
+        queue: str | None = None,
+        states: Collection[JobState] | None = None,
+    ) -> int:
+        params = {
+            "ids": None if ids is None else list(ids),
+            "queue": queue,
+            "states": None if states is None else [str(s) for s in states],
+        }
+        with self._connection("delete") as conn:
+            return conn.execute(self._sql.delete, params).rowcount
+
+    def prune(
+        self,
+        older_than: float,
+        *,
+        states: Collection[JobState] = (JobState.DONE,),
+        queue: str | None = None,
+    ) -> int:
+        wanted = {JobState(s) for s in states}
+        if not wanted <= _FINISHED:
+            raise ConfigurationError(
+                "prune removes finished jobs only (done, failed); got "
+                + ", ".join(sorted(wanted - _FINISHED))
+            )
+        params = {
+            "states": sorted(str(s) for s in wanted),
+            "older_than": float(older_than),
+            "queue": queue,
+        }
+        with self._connection("prune") as conn:
+            return conn.execute(self._sql.prune, params).rowcount
+
+    def stats(self, queues: Collection[str] | None = None) -> list[QueueStats]:
+        wanted = None if queues is None else list(dict.fromkeys(queues))
+        with self._connection("stats") as conn:
+            rows = conn.execute(self._sql.stats, {"queues": wanted}).fetchall()
+        found = {
+            r[0]: QueueStats(
+                queue=r[0],
+                ready=r[1],
+                scheduled=r[2],
+                running=r[3],
+                failed=r[4],
+                done=r[5],
+                oldest_ready_age=None if r[6] is None else max(0.0, r[6]),
+            )
+            for r in rows
+        }
+        for name in wanted or ():
+            found.setdefault(name, QueueStats(queue=name))
+        return [found[name] for name in sorted(found)]
+
+    def jobs(
+        self,
+        *,
+        ids: Collection[int] | None = None,
+        queue: str | None = None,
+        states: Collection[JobState] | None = None,
+        limit: int = 100,
+        after_id: int | None = None,
+    ) -> list[JobInfo]:
+        params = {
+            "ids": None if ids is None else list(ids),
+            "queue": queue,
+            "states": None if states is None else [str(s) for s in states],
+            "after_id": after_id,
+            "limit": max(0, limit),
+        }
+        with self._connection("jobs") as conn:
+            rows = conn.execute(self._sql.jobs, params).fetchall()
+        return [
+            JobInfo(
+                id=r[0],
+                queue=r[1],
+                state=JobState(r[2]),
+                payload=bytes(r[3]),
+                serializer=r[4],
+                priority=r[5],
+                attempts=r[6],
+                max_attempts=r[7],
+                run_at=r[8].astimezone(UTC),
+                created_at=r[9].astimezone(UTC),
+                updated_at=r[10].astimezone(UTC),
+                lease_until=_utc(r[11]),
+                last_error=r[12],
+                dedup_key=r[13],
+                headers=r[14],
+            )
+            for r in rows
+        ]
+
+    # -- wake-ups ---------------------------------------------------------------
+
+    def subscribe(self, queues: Collection[str], callback: WakeCallback) -> Subscription:
+        self._require_open("subscribe")
+        listener = self._listener
+        if listener is None:  # polling-only mode (listen=False)
+            return NullSubscription()
+        return listener.subscribe(queues, callback)

@@ -1,0 +1,268 @@
+"""The broker's SQL: named statements, composed once per broker instance.
+
+Table, sequence and index names are composed with :class:`psycopg.sql.Identifier`
+(always quoted); every value a caller supplies travels as a parameter. The
+only literals composed in are names derived by the broker itself (the NOTIFY
+channel and the token sequence's regclass). Each statement is rendered to
+bytes once in :class:`Statements`, so psycopg's prepared-statement cache sees
+the same query every time and nothing is re-composed per call.
+
+Batches use ``unnest()`` over array parameters: one statement, one round trip,
+whatever the batch size.
+"""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from ._names import TableNames
+
+__all__ = ["Statements"]
+
+# Columns a claim returns, in ClaimedJob order (see _broker._claimed_job).
+_CLAIM_RETURNING = """
+    j.id, j.queue, j.payload, j.serializer, j.priority, j.attempts, j.max_attempts,
+    extract(epoch FROM j.run_at)::float8 AS run_at_epoch,
+    extract(epoch FROM j.created_at)::float8 AS created_at_epoch,
+    j.headers, j.claim_token
+"""
+
+JOB_COLUMNS = (
+    "id, queue, state, payload, serializer, priority, attempts, max_attempts, run_at,"
+    " created_at, updated_at, lease_until, last_error, dedup_key, headers"
+)
+
+_PUT = """
+WITH input AS MATERIALIZED (
+    SELECT nextval({id_seq}::regclass) AS id, i.*
+    FROM unnest(
+        %(queues)s::text[], %(payloads)b::bytea[], %(serializers)s::text[],
+        %(priorities)s::int4[], %(delays)s::float8[], %(run_ats)s::float8[],
+        %(max_attempts)s::int4[], %(dedup_keys)s::text[], %(headers)s::text[]
+    ) WITH ORDINALITY AS i(queue, payload, serializer, priority, delay, run_at,
+                           max_attempts, dedup_key, headers, ord)
+),
+inserted AS (
+    INSERT INTO {t} AS j (id, queue, payload, serializer, state, priority, attempts,
+                          max_attempts, run_at, dedup_key, headers, created_at, updated_at)
+    SELECT i.id, i.queue, i.payload, i.serializer, 'queued', i.priority, 0, i.max_attempts,
+           coalesce(to_timestamp(i.run_at), now() + i.delay * interval '1 second'),
+           i.dedup_key, i.headers::jsonb, now(), now()
+    FROM input AS i
+    WHERE i.dedup_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM input AS e
+        WHERE e.queue = i.queue AND e.dedup_key = i.dedup_key AND e.ord < i.ord)
+    ORDER BY i.ord
+    ON CONFLICT (queue, dedup_key)
+        WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running')
+        DO NOTHING
+    RETURNING j.id
+)
+SELECT inserted.id FROM input LEFT JOIN inserted ON inserted.id = input.id ORDER BY input.ord
+"""
+
+# Reclaim expired leases of the requested queues. Run as its own statement just
+# before the claim (same pipeline, one round trip): a later statement takes a new
+# snapshot, so the jobs put back to 'queued' here are claimable by the claim.
+_RECLAIM = """
+WITH expired AS (
+    SELECT id FROM {t}
+    WHERE state = 'running' AND lease_until <= now() AND queue = ANY(%(queues)s::text[])
+    FOR UPDATE SKIP LOCKED
+),
+reclaimed AS (
+    UPDATE {t} AS j SET
+        state = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END,
+        last_error = 'worker lost: lease expired after ' || j.attempts
+                     || CASE WHEN j.attempts = 1 THEN ' attempt' ELSE ' attempts' END,
+        lease_until = NULL, claim_token = NULL, updated_at = now()
+    FROM expired WHERE j.id = expired.id
+    RETURNING j.queue, j.state
+),
+woken AS (
+    SELECT pg_notify({channel}, q.queue)
+    FROM (SELECT DISTINCT queue FROM reclaimed WHERE state = 'queued') AS q
+)
+SELECT (SELECT count(*) FROM reclaimed), (SELECT count(*) FROM woken)
+"""
+
+_CLAIM = """
+WITH ready AS (
+    SELECT id FROM {t}
+    WHERE state = 'queued' AND queue = ANY(%(queues)s::text[]) AND run_at <= now()
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE {t} AS j SET
+        state = 'running', attempts = j.attempts + 1,
+        lease_until = now() + %(lease)s * interval '1 second',
+        claim_token = nextval({token_seq}::regclass), updated_at = now()
+    FROM ready WHERE j.id = ready.id
+    RETURNING {returning}
+)
+SELECT * FROM claimed ORDER BY priority DESC, run_at_epoch, id
+"""
+
+_SETTLE = """
+WITH s AS (
+    SELECT * FROM unnest(%(ids)s::int8[], %(tokens)s::int8[], %(kinds)s::text[],
+                         %(errors)s::text[], %(delays)s::float8[])
+        WITH ORDINALITY AS s(id, token, kind, error, delay, ord)
+),
+deleted AS (
+    DELETE FROM {t} AS j USING s
+    WHERE {ack_deletes} AND s.kind = 'ack'
+      AND j.id = s.id AND j.claim_token = s.token AND j.state = 'running'
+    RETURNING j.id
+),
+updated AS (
+    UPDATE {t} AS j SET
+        state = CASE s.kind WHEN 'retry' THEN 'queued' WHEN 'fail' THEN 'failed' ELSE 'done' END,
+        run_at = CASE WHEN s.kind = 'retry'
+                      THEN now() + s.delay * interval '1 second' ELSE j.run_at END,
+        last_error = CASE WHEN s.kind = 'ack' THEN j.last_error ELSE s.error END,
+        lease_until = NULL, claim_token = NULL, updated_at = now()
+    FROM s
+    WHERE (s.kind <> 'ack' OR NOT {ack_deletes})
+      AND j.id = s.id AND j.claim_token = s.token AND j.state = 'running'
+    RETURNING j.id, j.queue, s.kind, s.delay
+),
+woken AS (
+    SELECT pg_notify({channel}, q.queue)
+    FROM (SELECT DISTINCT queue FROM updated WHERE kind = 'retry' AND delay <= 0) AS q
+)
+SELECT
+    array(SELECT s.id FROM s
+          WHERE s.id NOT IN (SELECT id FROM deleted UNION ALL SELECT id FROM updated)
+          ORDER BY s.ord),
+    (SELECT count(*) FROM woken)
+"""
+
+_EXTEND = """
+WITH l AS (
+    SELECT * FROM unnest(%(ids)s::int8[], %(tokens)s::int8[]) WITH ORDINALITY AS l(id, token, ord)
+),
+extended AS (
+    UPDATE {t} AS j SET lease_until = now() + %(lease)s * interval '1 second', updated_at = now()
+    FROM l WHERE j.id = l.id AND j.claim_token = l.token AND j.state = 'running'
+    RETURNING j.id
+)
+SELECT array(SELECT l.id FROM l WHERE l.id NOT IN (SELECT id FROM extended) ORDER BY l.ord)
+"""
+
+_RELEASE = """
+WITH l AS (
+    SELECT * FROM unnest(%(ids)s::int8[], %(tokens)s::int8[]) AS l(id, token)
+),
+released AS (
+    UPDATE {t} AS j SET
+        state = 'queued', attempts = greatest(j.attempts - 1, 0), run_at = now(),
+        lease_until = NULL, claim_token = NULL, updated_at = now()
+    FROM l WHERE j.id = l.id AND j.claim_token = l.token AND j.state = 'running'
+    RETURNING j.queue
+),
+woken AS (
+    SELECT pg_notify({channel}, q.queue) FROM (SELECT DISTINCT queue FROM released) AS q
+)
+SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM woken)
+"""
+
+# A failed job whose dedup key is held by an unfinished job stays failed (requeueing
+# it would break the key's uniqueness); of several failed jobs sharing a key, the
+# oldest is requeued.
+_REQUEUE = """
+WITH matching AS (
+    SELECT f.id, f.dedup_key,
+           row_number() OVER (PARTITION BY f.queue, f.dedup_key ORDER BY f.id) AS rank
+    FROM {t} AS f
+    WHERE f.state = 'failed'
+      AND (%(ids)s::int8[] IS NULL OR f.id = ANY(%(ids)s::int8[]))
+      AND (%(queue)s::text IS NULL OR f.queue = %(queue)s::text)
+      AND (f.dedup_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM {t} AS u
+          WHERE u.queue = f.queue AND u.dedup_key = f.dedup_key
+            AND u.state IN ('queued', 'running')))
+),
+requeued AS (
+    UPDATE {t} AS j SET
+        state = 'queued', attempts = 0, run_at = now(),
+        lease_until = NULL, claim_token = NULL, updated_at = now()
+    FROM matching AS m
+    WHERE j.id = m.id AND (m.dedup_key IS NULL OR m.rank = 1) AND j.state = 'failed'
+    RETURNING j.queue
+),
+woken AS (
+    SELECT pg_notify({channel}, q.queue) FROM (SELECT DISTINCT queue FROM requeued) AS q
+)
+SELECT (SELECT count(*) FROM requeued), (SELECT count(*) FROM woken)
+"""
+
+_DELETE = """
+DELETE FROM {t}
+WHERE (%(ids)s::int8[] IS NULL OR id = ANY(%(ids)s::int8[]))
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[]))
+"""
+
+_PRUNE = """
+DELETE FROM {t}
+WHERE state = ANY(%(states)s::text[]) AND state IN ('done', 'failed')
+  AND updated_at < now() - %(older_than)s * interval '1 second'
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+"""
+
+_STATS = """
+SELECT queue,
+       count(*) FILTER (WHERE state = 'queued' AND run_at <= now()),
+       count(*) FILTER (WHERE state = 'queued' AND run_at > now()),
+       count(*) FILTER (WHERE state = 'running'),
+       count(*) FILTER (WHERE state = 'failed'),
+       count(*) FILTER (WHERE state = 'done'),
+       extract(epoch FROM now() - min(run_at) FILTER (
+           WHERE state = 'queued' AND run_at <= now()))::float8
+FROM {t}
+WHERE %(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[])
+GROUP BY queue
+"""
+
+_JOBS = """
+SELECT {columns} FROM {t}
+WHERE (%(ids)s::int8[] IS NULL OR id = ANY(%(ids)s::int8[]))
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[]))
+  AND (%(after_id)s::int8 IS NULL OR id > %(after_id)s::int8)
+ORDER BY id
+LIMIT %(limit)s
+"""
+
+
+class Statements:
+    """Every statement of one broker (one table, one keep-done mode), as bytes."""
+
+    def __init__(self, names: TableNames, *, keep_done: bool) -> None:
+        fields: dict[str, sql.Composable] = {
+            "t": names.qualified,
+            "channel": sql.Literal(names.channel),
+            "id_seq": sql.Literal(names.ident(names.id_seq).as_string(None)),
+            "token_seq": sql.Literal(names.ident(names.token_seq).as_string(None)),
+            "returning": sql.SQL(_CLAIM_RETURNING),
+            "columns": sql.SQL(JOB_COLUMNS),
+            "ack_deletes": sql.SQL("false" if keep_done else "true"),
+        }
+
+        def render(template: str) -> bytes:
+            return sql.SQL(template).format(**fields).as_bytes(None)
+
+        self.put = render(_PUT)
+        self.reclaim = render(_RECLAIM)
+        self.claim = render(_CLAIM)
+        self.settle = render(_SETTLE)
+        self.extend = render(_EXTEND)
+        self.release = render(_RELEASE)
+        self.requeue = render(_REQUEUE)
+        self.delete = render(_DELETE)
+        self.prune = render(_PRUNE)
+        self.stats = render(_STATS)
+        self.jobs = render(_JOBS)
