@@ -56,9 +56,9 @@ class Broker(Protocol):
         then earliest ``run_at``, then oldest id. Each claimed job is ``running``,
         its attempts incremented, leased for ``lease`` seconds under a new token.
 
-        Jobs whose lease expired are reclaimed first: back to ``queued`` (and
-        claimable by this very call), or ``failed`` with a "worker lost" error
-        when their attempts are used up."""
+        Jobs of ``queues`` whose lease expired are reclaimed first: back to
+        ``queued`` keeping their ``run_at`` (and claimable by this very call),
+        or ``failed`` with a "worker lost" error when their attempts are used up."""
 
     def settle(self, settlements: Sequence[Settlement]) -> list[int]:
         """Apply outcomes in one batch, each fenced on its claim token; return the

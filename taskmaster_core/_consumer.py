@@ -51,6 +51,8 @@ _MAX_CLAIM = 500
 """Largest batch one claim asks for."""
 _MAX_BACKOFF = 5.0
 """Cap on the wait between attempts to reach a failing broker."""
+_DUE_SLACK = 0.002
+"""Added to a local retry's due time so the claim does not come a hair early."""
 
 
 class Consumer:
@@ -360,11 +362,6 @@ class Consumer:
                 error=f"attempts used up ({claimed.attempt}/{claimed.max_attempts}): {error}",
             )
         wait = self.retry.delay(claimed.attempt) if delay is None else delay
-        if wait < self.poll_interval:
-            due = time.monotonic() + wait
-            current = self._next_due
-            if current is None or due < current:
-                self._next_due = due
         return Settlement(
             id=claimed.id, token=claimed.token, kind="retry", error=error, delay=wait
         )
@@ -415,6 +412,7 @@ class Consumer:
                     time.sleep(delay)
                     continue
                 failures = 0
+                self._note_retries(batch)
                 if refused:
                     logger.warning(
                         "%s: outcomes of jobs %s were refused: their lease was lost "
@@ -431,6 +429,18 @@ class Consumer:
                 with self._lock:
                     if not self._pending:
                         return
+
+    def _note_retries(self, batch: list[Settlement]) -> None:
+        """Wake the fetcher when a retry this consumer just recorded falls due,
+        instead of leaving it to the next poll."""
+        soonest = min((s.delay for s in batch if s.kind == "retry"), default=None)
+        if soonest is None or soonest >= self.poll_interval:
+            return
+        due = time.monotonic() + soonest + _DUE_SLACK
+        current = self._next_due
+        if current is None or due < current:
+            self._next_due = due
+            self._wake.set()  # let the fetcher shorten its wait
 
     def _heartbeat(self) -> None:
         with self._lock:

@@ -275,8 +275,7 @@ class MemoryBroker(BrokerBase):
             else:
                 record.last_error = f"worker lost: lease expired during attempt {record.attempts}"
                 self._transition(record, _QUEUED, now)
-                record.run_at = now
-                self._enqueue(record, now)
+                self._enqueue(record, now)  # keeps its run_at: its place in line
 
     def _held(self, job_id: int, token: int) -> _Record | None:
         record = self._jobs.get(job_id)

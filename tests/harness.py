@@ -17,18 +17,19 @@ from taskmaster_core import Broker
 
 
 class FakeClock:
-    """A settable clock, starting at the real time so absolute times make sense."""
+    """Real time plus an offset that tests push forward, so the memory broker
+    behaves like Postgres under ``advance``: time flows, and can jump."""
 
-    def __init__(self, start: float | None = None) -> None:
-        self._now = time.time() if start is None else start
+    def __init__(self) -> None:
+        self._offset = 0.0
         self._lock = threading.Lock()
 
     def __call__(self) -> float:
-        return self._now
+        return time.time() + self._offset
 
     def advance(self, seconds: float) -> None:
         with self._lock:
-            self._now += seconds
+            self._offset += seconds
 
 
 @dataclass
