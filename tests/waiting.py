@@ -6,7 +6,9 @@ import time
 from collections.abc import Callable
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, interval: float = 0.005) -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float = 15.0, interval: float = 0.005
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
