@@ -47,6 +47,7 @@ from ._sql import Statements
 __all__ = ["PostgresBroker"]
 
 _FINISHED = frozenset({JobState.DONE, JobState.FAILED})
+_SETTLE_KINDS = frozenset({"ack", "fail", "retry"})
 _broker_numbers = itertools.count(1)
 _json_encode = msgspec.json.Encoder().encode
 
@@ -270,7 +271,7 @@ class PostgresBroker(BrokerBase):
             "max_attempts": [j.max_attempts for j in jobs],
             "dedup_keys": [j.dedup_key for j in jobs],
             "headers": [
-                None if j.headers is None else _text(_json_encode(j.headers).decode())
+                _text(_json_encode(j.headers).decode()) if j.headers else None
                 for j in jobs
             ],
         }
@@ -315,6 +316,9 @@ class PostgresBroker(BrokerBase):
         if not settlements:
             self._require_open("settle")
             return []
+        for s in settlements:
+            if s.kind not in _SETTLE_KINDS:
+                raise ConfigurationError(f"unknown settlement kind {s.kind!r}")
         params = {
             "ids": [s.id for s in settlements],
             "tokens": [s.token for s in settlements],

@@ -73,8 +73,9 @@ WITH expired AS (
 reclaimed AS (
     UPDATE {t} AS j SET
         state = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END,
-        last_error = 'worker lost: lease expired after ' || j.attempts
-                     || CASE WHEN j.attempts = 1 THEN ' attempt' ELSE ' attempts' END,
+        last_error = 'worker lost: lease expired during attempt ' || j.attempts
+                     || CASE WHEN j.attempts < j.max_attempts THEN ''
+                             ELSE ' of ' || j.max_attempts END,
         lease_until = NULL, claim_token = NULL, updated_at = now()
     FROM expired WHERE j.id = expired.id
     RETURNING j.queue, j.state
@@ -121,7 +122,7 @@ updated AS (
     UPDATE {t} AS j SET
         state = CASE s.kind WHEN 'retry' THEN 'queued' WHEN 'fail' THEN 'failed' ELSE 'done' END,
         run_at = CASE WHEN s.kind = 'retry'
-                      THEN now() + s.delay * interval '1 second' ELSE j.run_at END,
+                      THEN now() + greatest(s.delay, 0) * interval '1 second' ELSE j.run_at END,
         last_error = CASE WHEN s.kind = 'ack' THEN j.last_error ELSE s.error END,
         lease_until = NULL, claim_token = NULL, updated_at = now()
     FROM s
@@ -209,7 +210,7 @@ WHERE (%(ids)s::int8[] IS NULL OR id = ANY(%(ids)s::int8[]))
 _PRUNE = """
 DELETE FROM {t}
 WHERE state = ANY(%(states)s::text[]) AND state IN ('done', 'failed')
-  AND updated_at < now() - %(older_than)s * interval '1 second'
+  AND updated_at <= now() - %(older_than)s * interval '1 second'
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
 """
 
