@@ -74,9 +74,7 @@ class Broker(Protocol):
         line (``run_at`` unchanged) and undoing the claim's attempt. Fenced;
         returns how many were released. Wakes consumers."""
 
-    def requeue(
-        self, *, ids: Collection[int] | None = None, queue: str | None = None
-    ) -> int:
+    def requeue(self, *, ids: Collection[int] | None = None, queue: str | None = None) -> int:
         """Move failed jobs (the given ids, or all of ``queue``, or all) back to
         ``queued`` with attempts reset, due now, and wake consumers. Returns the
         count moved; ids that are not failed are left alone, and so is a failed

@@ -362,9 +362,7 @@ class Consumer:
                 error=f"attempts used up ({claimed.attempt}/{claimed.max_attempts}): {error}",
             )
         wait = self.retry.delay(claimed.attempt) if delay is None else delay
-        return Settlement(
-            id=claimed.id, token=claimed.token, kind="retry", error=error, delay=wait
-        )
+        return Settlement(id=claimed.id, token=claimed.token, kind="retry", error=error, delay=wait)
 
     # -- settler -----------------------------------------------------------
 

@@ -68,6 +68,4 @@ class Job:
         return Lease(self._claimed.id, self._claimed.token)
 
     def __repr__(self) -> str:
-        return (
-            f"<Job id={self.id} queue={self.queue!r} attempt={self.attempt}/{self.max_attempts}>"
-        )
+        return f"<Job id={self.id} queue={self.queue!r} attempt={self.attempt}/{self.max_attempts}>"

@@ -61,9 +61,7 @@ class Retry:
 
     def __eq__(self, other: object) -> bool:
         return (
-            isinstance(other, Retry)
-            and other.delay == self.delay
-            and other.reason == self.reason
+            isinstance(other, Retry) and other.delay == self.delay and other.reason == self.reason
         )
 
     def __hash__(self) -> int:

@@ -276,9 +276,7 @@ def _check_headers(headers: Mapping[str, str]) -> dict[str, str] | None:
         return None
     for key, value in headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            raise ConfigurationError(
-                f"headers must map strings to strings, got {key!r}: {value!r}"
-            )
+            raise ConfigurationError(f"headers must map strings to strings, got {key!r}: {value!r}")
         if "\x00" in key or "\x00" in value:
             raise ConfigurationError(f"header {key!r} contains a NUL character")
     return dict(headers)

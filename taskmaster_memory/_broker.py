@@ -407,9 +407,7 @@ class MemoryBroker(BrokerBase):
             )
         with self._lock:
             cutoff = self._clock() - older_than
-            doomed = [
-                r for r in self._select(queue=queue, states=wanted) if r.updated_at <= cutoff
-            ]
+            doomed = [r for r in self._select(queue=queue, states=wanted) if r.updated_at <= cutoff]
             for record in doomed:
                 del self._jobs[record.id]
             return len(doomed)

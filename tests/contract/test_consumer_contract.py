@@ -182,9 +182,7 @@ def test_typed_payloads_decode_and_bad_ones_fail_the_job_not_the_worker(
 
 
 def test_an_unknown_serializer_fails_the_job_with_a_clear_error(broker: Broker) -> None:
-    (bad,) = broker.put(
-        [new_job("q").__class__(queue="q", payload=b"\x00", serializer="pickle9")]
-    )
+    (bad,) = broker.put([new_job("q").__class__(queue="q", payload=b"\x00", serializer="pickle9")])
     ok = Publisher(broker).put("q", "fine")
     handled: list[Any] = []
 
@@ -303,7 +301,8 @@ def test_the_heartbeat_keeps_the_lease_of_a_slow_handler(broker: Broker) -> None
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_put_while_consuming_is_picked_up_promptly(broker: Broker, concurrency: int) -> None:
     done = threading.Event()
-    with Consumer(broker, "q", lambda job: done.set() or ACK, concurrency=concurrency,
-                  poll_interval=30):
+    with Consumer(
+        broker, "q", lambda job: done.set() or ACK, concurrency=concurrency, poll_interval=30
+    ):
         Publisher(broker).put("q", 1)
         assert done.wait(10)  # woken by the broker's signal, not the 30 s poll

@@ -130,9 +130,7 @@ class BrokerMachine(RuleBasedStateMachine):
                 assert job.token is not None
                 self.stale.append(Lease(job.id, job.token))
                 job.token = None
-                job.state = (
-                    JobState.FAILED if job.attempts >= job.max_attempts else JobState.QUEUED
-                )
+                job.state = JobState.FAILED if job.attempts >= job.max_attempts else JobState.QUEUED
         ready = sorted(
             (j for j in model.jobs.values() if j.queue in queues and model.ready(j)),
             key=lambda j: (-j.priority, j.run_at, j.id),
@@ -250,9 +248,7 @@ class BrokerMachine(RuleBasedStateMachine):
             else:
                 failed += 1
             expected[job.queue] = (ready, scheduled, running, failed)
-        actual = {
-            s.queue: (s.ready, s.scheduled, s.running, s.failed) for s in self.broker.stats()
-        }
+        actual = {s.queue: (s.ready, s.scheduled, s.running, s.failed) for s in self.broker.stats()}
         assert actual == expected
 
     @invariant()
