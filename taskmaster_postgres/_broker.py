@@ -208,9 +208,7 @@ class PostgresBroker(BrokerBase):
         except psycopg_pool.PoolClosed as exc:
             raise BrokerClosedError(f"{action}: the broker is closed") from exc
         except psycopg.Error as exc:
-            raise BrokerError(
-                f"{action} failed on {describe_dsn(self._dsn)}: {exc}"
-            ) from exc
+            raise BrokerError(f"{action} failed on {describe_dsn(self._dsn)}: {exc}") from exc
 
     # -- schema -----------------------------------------------------------------
 
@@ -237,8 +235,7 @@ class PostgresBroker(BrokerBase):
     def put(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[int | None]:
         if connection is not None and not isinstance(connection, psycopg.Connection):
             raise ConfigurationError(
-                "connection must be a psycopg.Connection (sync), got "
-                f"{type(connection).__name__}"
+                f"connection must be a psycopg.Connection (sync), got {type(connection).__name__}"
             )
         if self._pool is None:
             raise BrokerClosedError("put: the broker is not open")
@@ -271,8 +268,7 @@ class PostgresBroker(BrokerBase):
             "max_attempts": [j.max_attempts for j in jobs],
             "dedup_keys": [j.dedup_key for j in jobs],
             "headers": [
-                _text(_json_encode(j.headers).decode()) if j.headers else None
-                for j in jobs
+                _text(_json_encode(j.headers).decode()) if j.headers else None for j in jobs
             ],
         }
 
@@ -283,7 +279,7 @@ class PostgresBroker(BrokerBase):
             if self._pool is None:
                 raise BrokerClosedError("claim: the broker is not open")
             return []
-        queue_list = list(queues)
+        queue_list = list(dict.fromkeys(queues))  # the claim statement needs them distinct
         with self._connection("claim") as conn:
             # Two statements, one round trip: reclaim expired leases, then claim.
             # The claim's snapshot is taken after the reclaim committed, so jobs

@@ -106,9 +106,7 @@ class Listener:
 
     def _dispatch(self, queue: str | None) -> None:
         with self._lock:
-            targets = [
-                s for s in self._subscriptions if queue is None or queue in s.queues
-            ]
+            targets = [s for s in self._subscriptions if queue is None or queue in s.queues]
         for subscription in targets:
             try:
                 subscription.callback(queue)

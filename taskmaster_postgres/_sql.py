@@ -87,13 +87,24 @@ woken AS (
 SELECT (SELECT count(*) FROM reclaimed), (SELECT count(*) FROM woken)
 """
 
+# The best `limit` ready jobs of each queue (an ordered scan of the claim index
+# per queue, locking with SKIP LOCKED), then the best `limit` of those. A plain
+# `queue = ANY(...)` would read every ready job of those queues and sort them.
+# Rows locked but not chosen stay locked only until this statement's
+# (autocommit) transaction ends. `queues` must hold no duplicates.
 _CLAIM = """
 WITH ready AS (
-    SELECT id FROM {t}
-    WHERE state = 'queued' AND queue = ANY(%(queues)s::text[]) AND run_at <= now()
-    ORDER BY priority DESC, run_at, id
+    SELECT c.id
+    FROM unnest(%(queues)s::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, run_at FROM {t}
+        WHERE state = 'queued' AND queue = q.name AND run_at <= now()
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    ORDER BY c.priority DESC, c.run_at, c.id
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
 ),
 claimed AS (
     UPDATE {t} AS j SET
@@ -159,7 +170,7 @@ WITH l AS (
 ),
 released AS (
     UPDATE {t} AS j SET
-        state = 'queued', attempts = greatest(j.attempts - 1, 0), run_at = now(),
+        state = 'queued', attempts = greatest(j.attempts - 1, 0), run_at = least(j.run_at, now()),
         lease_until = NULL, claim_token = NULL, updated_at = now()
     FROM l WHERE j.id = l.id AND j.claim_token = l.token AND j.state = 'running'
     RETURNING j.queue

@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import psycopg
@@ -118,9 +119,10 @@ def shift_time(conn: psycopg.Connection[Any], broker: PostgresBroker, seconds: f
     )
 
 
-@pytest.fixture
-def make_pg_harness(pg_dsn: str) -> Iterator[Callable[..., Harness]]:
-    """Build open, migrated PostgresBrokers, each on its own fresh schema."""
+@contextmanager
+def harness_factory(pg_dsn: str) -> Iterator[Callable[..., Harness]]:
+    """Build open, migrated PostgresBrokers, each on its own fresh schema;
+    close them and drop their schemas on exit."""
     brokers: list[PostgresBroker] = []
     with psycopg.connect(pg_dsn, autocommit=True) as admin:
 
@@ -136,10 +138,26 @@ def make_pg_harness(pg_dsn: str) -> Iterator[Callable[..., Harness]]:
 
             return Harness(kind="postgres", broker=broker, advance=advance)
 
+        try:
+            yield make
+        finally:
+            for broker in brokers:
+                broker.close()
+            for schema in {b.names.schema for b in brokers}:
+                admin.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+                )
+
+
+@pytest.fixture
+def make_pg_harness(pg_dsn: str) -> Iterator[Callable[..., Harness]]:
+    """A factory of Postgres harnesses, ``(**broker_options) -> Harness``."""
+    with harness_factory(pg_dsn) as make:
         yield make
-        for broker in brokers:
-            broker.close()
-        for schema in {b.names.schema for b in brokers}:
-            admin.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-            )
+
+
+@pytest.fixture(scope="module")
+def make_pg_harness_module(pg_dsn: str) -> Iterator[Callable[..., Harness]]:
+    """The same, for module-scoped data (large tables built once)."""
+    with harness_factory(pg_dsn) as make:
+        yield make
