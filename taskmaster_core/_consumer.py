@@ -123,6 +123,10 @@ class Consumer:
         self._capacity = concurrency + self.prefetch
         # Claim again once this many jobs are held or fewer (half the capacity).
         self._refill_level = self._capacity // 2
+        # Stop claiming while this many outcomes wait to be recorded (the
+        # broker is slow or down); the settler wakes the fetcher when it catches up.
+        self._max_pending = max(1024, 8 * self._capacity)
+        self._throttled = False
         self._lock = threading.Lock()
         self._held: dict[int, Lease] = {}
         self._pending: list[Settlement] = []
@@ -235,7 +239,9 @@ class Consumer:
             with self._lock:
                 held = len(self._held)
                 backlog = len(self._pending)
-            if held <= self._refill_level and backlog < 4 * self._capacity:
+            throttled = backlog >= self._max_pending
+            self._throttled = throttled
+            if held <= self._refill_level and not throttled:
                 want = min(self._capacity - held, _MAX_CLAIM)
                 try:
                     claimed = self.broker.claim(self.queues, want, self.lease)
@@ -410,6 +416,8 @@ class Consumer:
                     time.sleep(delay)
                     continue
                 failures = 0
+                if self._throttled:
+                    self._wake.set()
                 self._note_retries(batch)
                 if refused:
                     logger.warning(

@@ -1,0 +1,332 @@
+"""The ``taskmaster`` command line.
+
+Exit codes: 0 success; 1 the operation failed (e.g. the database is
+unreachable); 2 a usage error (bad arguments, bad URL, bad JSON). Errors are
+one line on stderr, never a traceback for a user mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from ._broker import Broker
+from ._errors import BrokerError, ConfigurationError, TaskmasterError
+from ._plugins import open_broker
+from ._publisher import Publisher
+from ._types import JobState
+
+__all__ = ["main"]
+
+DEFAULT_URL = "memory://"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A mistake in the command line (exit code 2)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskmaster",
+        description="Background jobs on Postgres, with an in-memory broker for tests.",
+    )
+    parser.add_argument(
+        "--url",
+        default=None,
+        help=f"broker URL (default: $TASKMASTER_URL or {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level for taskmaster.* loggers (default: WARNING)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run the demo: put jobs, consume them, summarize")
+    demo.add_argument("--jobs", type=_positive_int, default=10_000, help="default 10000")
+    demo.add_argument("--concurrency", type=_positive_int, default=3, help="default 3")
+    demo.add_argument("--no-progress", action="store_true", help="no live progress line")
+    demo.set_defaults(run=_cmd_demo)
+
+    migrate = commands.add_parser("migrate", help="create or upgrade the jobs table")
+    migrate.set_defaults(run=_cmd_migrate)
+
+    put = commands.add_parser("put", help="put one job on a queue")
+    put.add_argument("queue")
+    put.add_argument("payload", help="JSON text, or @FILE to read it from a file")
+    put.add_argument("--serializer", default="json", help="serializer name (default json)")
+    put.add_argument("--priority", type=int, default=0)
+    put.add_argument("--delay", type=_duration, default=0.0, help="e.g. 30, 30s, 5m, 2h")
+    put.add_argument("--at", type=_timestamp, default=None, help="ISO 8601 time with zone")
+    put.add_argument("--dedup-key", default=None)
+    put.add_argument("--max-attempts", type=_positive_int, default=None)
+    put.set_defaults(run=_cmd_put)
+
+    stats = commands.add_parser("stats", help="jobs per queue and state")
+    stats.add_argument("queues", nargs="*", help="only these queues")
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats.set_defaults(run=_cmd_stats)
+
+    failed = commands.add_parser("failed", help="list failed jobs with their last error")
+    failed.add_argument("--queue", default=None)
+    failed.add_argument("--limit", type=_positive_int, default=50)
+    failed.add_argument("--json", action="store_true")
+    failed.set_defaults(run=_cmd_failed)
+
+    requeue = commands.add_parser("requeue", help="move failed jobs back to their queue")
+    requeue.add_argument("ids", nargs="*", type=_job_id)
+    requeue.add_argument("--queue", default=None, help="all failed jobs of this queue")
+    requeue.add_argument("--all", action="store_true", help="all failed jobs of every queue")
+    requeue.set_defaults(run=_cmd_requeue)
+
+    delete = commands.add_parser("delete", help="delete jobs")
+    delete.add_argument("ids", nargs="*", type=_job_id)
+    delete.add_argument("--queue", default=None)
+    delete.add_argument("--state", action="append", type=JobState, choices=list(JobState))
+    delete.set_defaults(run=_cmd_delete)
+
+    prune = commands.add_parser("prune", help="delete finished jobs older than a duration")
+    prune.add_argument("--older-than", type=_duration, required=True, help="e.g. 7d, 12h")
+    prune.add_argument(
+        "--state",
+        action="append",
+        type=JobState,
+        choices=[JobState.DONE, JobState.FAILED],
+        help="done (default) and/or failed",
+    )
+    prune.add_argument("--queue", default=None)
+    prune.set_defaults(run=_cmd_prune)
+    return parser
+
+
+# -- commands -------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace, broker: Broker) -> int:
+    from ._demo import run_demo
+
+    summary = run_demo(
+        broker,
+        jobs=args.jobs,
+        concurrency=args.concurrency,
+        progress=not args.no_progress,
+    )
+    return EXIT_OK if summary["unfinished"] == 0 else EXIT_FAILED
+
+
+def _cmd_migrate(args: argparse.Namespace, broker: Broker) -> int:
+    broker.migrate()
+    print("schema is up to date")
+    return EXIT_OK
+
+
+def _cmd_put(args: argparse.Namespace, broker: Broker) -> int:
+    text = args.payload
+    if text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read payload file {text[1:]!r}: {exc.strerror}") from exc
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"payload is not valid JSON: {exc}") from exc
+    job_id = Publisher(broker, serializer=args.serializer).put(
+        args.queue,
+        payload,
+        priority=args.priority,
+        delay=args.delay,
+        run_at=args.at,
+        dedup_key=args.dedup_key,
+        max_attempts=args.max_attempts,
+    )
+    if job_id is None:
+        print(f"not put: an unfinished job with dedup key {args.dedup_key!r} exists")
+    else:
+        print(job_id)
+    return EXIT_OK
+
+
+def _cmd_stats(args: argparse.Namespace, broker: Broker) -> int:
+    stats = broker.stats(args.queues or None)
+    if args.json:
+        rows = [
+            {
+                "queue": s.queue,
+                "ready": s.ready,
+                "scheduled": s.scheduled,
+                "running": s.running,
+                "failed": s.failed,
+                "done": s.done,
+                "oldest_ready_age": s.oldest_ready_age,
+            }
+            for s in stats
+        ]
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not stats:
+        print("no jobs")
+        return EXIT_OK
+    table = [["queue", "ready", "scheduled", "running", "failed", "done", "oldest ready"]]
+    for s in stats:
+        age = "-" if s.oldest_ready_age is None else f"{s.oldest_ready_age:.1f}s"
+        table.append(
+            [s.queue, *(f"{n:,}" for n in (s.ready, s.scheduled, s.running, s.failed, s.done)), age]
+        )
+    _print_table(table)
+    return EXIT_OK
+
+
+def _cmd_failed(args: argparse.Namespace, broker: Broker) -> int:
+    jobs = broker.jobs(queue=args.queue, states=[JobState.FAILED], limit=args.limit)
+    if args.json:
+        rows = [
+            {
+                "id": j.id,
+                "queue": j.queue,
+                "attempts": j.attempts,
+                "max_attempts": j.max_attempts,
+                "last_error": j.last_error,
+                "updated_at": j.updated_at.isoformat(),
+            }
+            for j in jobs
+        ]
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not jobs:
+        print("no failed jobs")
+        return EXIT_OK
+    table = [["id", "queue", "attempts", "failed at", "last error"]]
+    for j in jobs:
+        error = (j.last_error or "").splitlines()[0] if j.last_error else ""
+        table.append(
+            [
+                str(j.id),
+                j.queue,
+                f"{j.attempts}/{j.max_attempts}",
+                j.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+                error[:80],
+            ]
+        )
+    _print_table(table)
+    return EXIT_OK
+
+
+def _cmd_requeue(args: argparse.Namespace, broker: Broker) -> int:
+    chosen = sum([bool(args.ids), args.queue is not None, args.all])
+    if chosen != 1:
+        raise UsageError("requeue needs exactly one of: job ids, --queue QUEUE, --all")
+    moved = broker.requeue(ids=args.ids or None, queue=args.queue)
+    print(f"requeued {moved} job(s)")
+    return EXIT_OK
+
+
+def _cmd_delete(args: argparse.Namespace, broker: Broker) -> int:
+    if not args.ids and args.queue is None:
+        raise UsageError("delete needs job ids or --queue QUEUE")
+    deleted = broker.delete(ids=args.ids or None, queue=args.queue, states=args.state)
+    print(f"deleted {deleted} job(s)")
+    return EXIT_OK
+
+
+def _cmd_prune(args: argparse.Namespace, broker: Broker) -> int:
+    states = args.state or [JobState.DONE]
+    pruned = broker.prune(args.older_than, states=states, queue=args.queue)
+    print(f"pruned {pruned} job(s)")
+    return EXIT_OK
+
+
+# -- plumbing -------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("taskmaster").setLevel(args.log_level)
+    url = args.url or os.environ.get("TASKMASTER_URL") or DEFAULT_URL
+    run: Callable[[argparse.Namespace, Broker], int] = args.run
+    try:
+        broker = open_broker(url)
+        broker.open()
+        try:
+            if args.command == "demo":
+                broker.migrate()
+            return run(args, broker)
+        finally:
+            broker.close()
+    except (UsageError, ConfigurationError) as exc:
+        print(f"taskmaster: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokerError as exc:
+        print(f"taskmaster: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except TaskmasterError as exc:
+        print(f"taskmaster: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("taskmaster: interrupted", file=sys.stderr)
+        return 130
+
+
+def _print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def _duration(text: str) -> float:
+    match = _DURATION.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration; use seconds or a number with ms, s, m, h or d"
+        )
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from exc
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add e.g. +00:00 or Z")
+    return when.astimezone(UTC)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _job_id(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a job id") from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The taskmaster command line, run as a user would (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taskmaster_core._cli import main
+
+
+def taskmaster(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taskmaster_core._cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_demo_prints_the_summary_of_the_original_example() -> None:
+    result = taskmaster("demo", "--jobs", "1000", "--concurrency", "4")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "taskmaster demo on MemoryBroker: 1,000 jobs, concurrency 4"
+    assert "  acked:    500" in lines
+    assert "  failed:   500" in lines
+    assert any(line.startswith("  rate:") and line.endswith("jobs/s") for line in lines)
+    assert result.stderr == ""
+
+
+def test_demo_defaults_to_ten_thousand_jobs_on_three_workers(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TASKMASTER_URL", raising=False)
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "10,000 jobs, concurrency 3" in out
+    assert "  acked:    5,000" in out
+    assert "  failed:   5,000" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--url", "nope", "stats"], "is not a URL"),
+        (["--url", "redis://x", "stats"], "no installed plugin handles"),
+        (["put", "q", "{bad json"], "payload is not valid JSON"),
+        (["put", "q", "@/no/such/file.json"], "cannot read payload file"),
+        (["put", "", "1"], "queue name must be a non-empty string"),
+        (["put", "q", "1", "--serializer", "yaml"], "unknown serializer 'yaml'"),
+        (["requeue"], "requeue needs exactly one of"),
+        (["delete"], "delete needs job ids or --queue"),
+    ],
+)
+def test_user_mistakes_are_one_line_and_exit_2(args: list[str], message: str) -> None:
+    result = taskmaster(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_option_values_are_usage_errors() -> None:
+    result = taskmaster("prune", "--older-than", "soon")
+    assert result.returncode == 2
+    assert "is not a duration" in result.stderr
+
+
+def test_operator_commands_on_the_memory_broker(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # memory:// lives in one process: each main() call starts empty, so this
+    # checks output formats; tests/postgres has the cross-process round trip.
+    payload = tmp_path / "payload.json"
+    payload.write_text('{"to": "a@b"}')
+    assert main(["put", "emails", f"@{payload}", "--priority", "3", "--delay", "5m"]) == 0
+    assert capsys.readouterr().out.strip().isdigit()
+    assert main(["stats", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["stats"]) == 0
+    assert capsys.readouterr().out.strip() == "no jobs"
+    assert main(["failed"]) == 0
+    assert capsys.readouterr().out.strip() == "no failed jobs"
+    assert main(["requeue", "--all"]) == 0
+    assert capsys.readouterr().out.strip() == "requeued 0 job(s)"
+    assert main(["prune", "--older-than", "7d", "--state", "failed"]) == 0
+    assert capsys.readouterr().out.strip() == "pruned 0 job(s)"
