@@ -22,6 +22,7 @@ import msgspec
 import psycopg
 import psycopg_pool
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import tuple_row
 
 from taskmaster_core import (
     BrokerBase,
@@ -247,7 +248,8 @@ class PostgresBroker(BrokerBase):
                 rows = conn.execute(self._sql.put, params).fetchall()
         else:
             try:  # the caller's transaction decides: no commit here
-                rows = connection.execute(self._sql.put, params).fetchall()
+                with connection.cursor(row_factory=tuple_row) as cur:
+                    rows = cur.execute(self._sql.put, params).fetchall()
             except psycopg.Error as exc:
                 raise BrokerError(f"put failed on the caller's connection: {exc}") from exc
         return [row[0] for row in rows]

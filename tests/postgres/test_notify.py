@@ -7,8 +7,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
-from taskmaster_core import BrokerError, ConfigurationError, JobState
+from taskmaster_core import BrokerError, ConfigurationError, JobState, Lease, Settlement
 from tests.harness import Harness
 
 from .helpers import Recorder, backends, drain, job, listen, wait_until
@@ -35,7 +36,6 @@ def test_requeue_release_and_due_retries_notify(
     first, second, third = broker.claim(["q"], 3, 30)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         listen(conn, broker)
-        from taskmaster_core import Lease, Settlement
 
         assert broker.release([Lease(first.id, first.token)]) == 1
         assert drain(conn) == ["q"]
@@ -53,7 +53,8 @@ def test_transactional_put_commits_with_the_callers_transaction(
     broker: Any = make_pg_harness().broker
     recorder = Recorder()
     broker.subscribe(["q"], recorder)
-    with psycopg.connect(pg_dsn) as conn:  # not autocommit: a transaction is open
+    # Not autocommit, so a transaction is open; any row factory will do.
+    with psycopg.connect(pg_dsn, row_factory=dict_row) as conn:
         (job_id,) = broker.put([job("q")], connection=conn)
         assert job_id is not None
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
