@@ -51,6 +51,8 @@ _MAX_CLAIM = 500
 """Largest batch one claim asks for."""
 _MAX_BACKOFF = 5.0
 """Cap on the wait between attempts to reach a failing broker."""
+_JOIN_SLICE = 0.05
+"""How often a stopping consumer checks for ``hurry()`` while it waits."""
 _DUE_SLACK = 0.002
 """Added to a local retry's due time so the claim does not come a hair early."""
 
@@ -141,6 +143,8 @@ class Consumer:
         self._subscription: Subscription | None = None
         self._started = False
         self._stopped = threading.Event()
+        self._hurry = threading.Event()
+        self._clean = True
         self.processed = 0
         """Jobs whose outcome has been settled (for progress displays)."""
 
@@ -166,33 +170,51 @@ class Consumer:
 
         Returns ``True`` if every handler finished. A handler still running
         after the timeout keeps its job ``running`` until its lease expires
-        (it is then retried), since a thread cannot be killed safely."""
-        if not self._started or self._stopped.is_set():
+        (it is then retried), since a thread cannot be killed safely. A second
+        call while a stop is under way waits for it (see also :meth:`hurry`)."""
+        if not self._started:
             return True
+        with self._lock:
+            already = self._stopping
+            self._stopping = True
+        if already:
+            self._stopped.wait(timeout)
+            return self._clean
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._stopping = True
         self._wake.set()
         if self._subscription is not None:
             self._subscription.close()
-        self._threads[0].join(_remaining(deadline))  # the fetcher
+        self._join(self._threads[0], deadline)  # the fetcher
         self._return_unstarted()
         for _ in self._workers:
             self._work.put(None)  # one stop sentinel per worker
         for worker in self._workers:
-            worker.join(_remaining(deadline))
+            self._join(worker, deadline)
         busy = [w.name for w in self._workers if w.is_alive()]
         self._return_unstarted()  # anything a worker left behind as it stopped
         with self._lock:
             self._settler_done = True
             self._settle_signal.notify()
         self._threads[1].join(_remaining(deadline, minimum=1.0))
+        self._clean = not busy
         self._stopped.set()
         if busy:
             logger.warning(
                 "%s stopped with %d handler(s) still running: %s", self.name, len(busy), busy
             )
-            return False
-        return True
+        return self._clean
+
+    def hurry(self) -> None:
+        """Make a ``stop()`` under way stop waiting for running handlers now
+        (unstarted jobs are still returned and finished outcomes flushed)."""
+        self._hurry.set()
+
+    def _join(self, thread: threading.Thread, deadline: float | None) -> None:
+        while thread.is_alive() and not self._hurry.is_set():
+            remaining = _remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                return
+            thread.join(_JOIN_SLICE if remaining is None else min(_JOIN_SLICE, remaining))
 
     def run(self) -> None:
         """Start and block until ``stop()`` is called from another thread."""
@@ -254,6 +276,9 @@ class Consumer:
                     self._wake.wait(delay)
                     continue
                 failures = 0
+                if claimed and self._stopping:
+                    self._release(claimed)  # stop() began during the claim
+                    return
                 if claimed:
                     with self._lock:
                         for job in claimed:
@@ -285,6 +310,9 @@ class Consumer:
                 break
             if item is not None:
                 unstarted.append(item)
+        self._release(unstarted)
+
+    def _release(self, unstarted: list[ClaimedJob]) -> None:
         if not unstarted:
             return
         leases = [Lease(job.id, job.token) for job in unstarted]
