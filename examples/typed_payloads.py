@@ -1,0 +1,65 @@
+"""Typed payloads: refused at put, failed (not crashed) at consume."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+from taskmaster_core import (
+    ACK,
+    Broker,
+    Consumer,
+    Job,
+    JobState,
+    Outcome,
+    PayloadValidationError,
+    Publisher,
+    QueueOptions,
+)
+from taskmaster_memory import MemoryBroker
+
+
+class Signup(msgspec.Struct):
+    email: str
+    plan: str = "free"
+
+
+def welcome(job: Job) -> Outcome:
+    signup: Signup = job.payload  # already decoded into a Signup
+    print(f"welcome {signup.email} to the {signup.plan} plan")
+    return ACK
+
+
+def wait_until_finished(broker: Broker, queue: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while broker.stats([queue])[0].unfinished:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"jobs of {queue!r} still unfinished after {timeout}s")
+        time.sleep(0.01)
+
+
+def main() -> None:
+    with MemoryBroker() as broker:
+        publisher = Publisher(broker, queues={"signups": QueueOptions(payload_type=Signup)})
+        publisher.put("signups", Signup(email="ada@example.com", plan="pro"))
+        publisher.put("signups", {"email": "grace@example.com"})  # a dict of the right shape
+
+        try:
+            publisher.put("signups", {"plan": "pro"})  # no email
+        except PayloadValidationError as exc:
+            print(f"refused at put: {exc}")
+
+        # A publisher that does not know the type (another service, the CLI...)
+        # can still put a bad payload; the consumer then fails that job.
+        Publisher(broker).put("signups", {"email": 42})
+
+        with Consumer(broker, "signups", welcome, payload_type=Signup):
+            wait_until_finished(broker, "signups")
+
+        for info in broker.jobs(states=[JobState.FAILED]):
+            print(f"failed at consume: job {info.id}: {info.last_error}")
+
+
+if __name__ == "__main__":
+    main()
