@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import re
 import sys
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 
 from ._broker import Broker
 from ._errors import BrokerError, ConfigurationError, TaskmasterError
+from ._logging import configure_logging
 from ._plugins import open_broker
 from ._publisher import Publisher
 from ._types import JobState
@@ -55,6 +55,34 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--concurrency", type=_positive_int, default=3, help="default 3")
     demo.add_argument("--no-progress", action="store_true", help="no live progress line")
     demo.set_defaults(run=_cmd_demo)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run the consumers of an application until SIGTERM/SIGINT",
+        description=(
+            "APP is module:attribute naming a Consumer, a list of consumers, or a factory "
+            "called with the broker opened from --url. First SIGTERM/SIGINT: graceful stop; "
+            "second: stop waiting for running jobs. Exit 0 when stopped cleanly, 3 when "
+            "running handlers had to be abandoned (their jobs are retried)."
+        ),
+    )
+    worker.add_argument("app", metavar="APP", help="module:attribute")
+    worker.add_argument(
+        "--queues", type=_queue_list, default=None, help="comma-separated; overrides the app's"
+    )
+    worker.add_argument(
+        "--concurrency", type=_positive_int, default=None, help="overrides the app's"
+    )
+    worker.add_argument(
+        "--stop-timeout",
+        type=_duration,
+        default=30.0,
+        help="how long running jobs may take to finish on stop (default 30s)",
+    )
+    worker.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="default text"
+    )
+    worker.set_defaults(run=_cmd_worker)
 
     migrate = commands.add_parser("migrate", help="create or upgrade the jobs table")
     migrate.set_defaults(run=_cmd_migrate)
@@ -120,6 +148,14 @@ def _cmd_demo(args: argparse.Namespace, broker: Broker) -> int:
         progress=not args.no_progress,
     )
     return EXIT_OK if summary["unfinished"] == 0 else EXIT_FAILED
+
+
+def _cmd_worker(args: argparse.Namespace, broker: Broker) -> int:
+    from ._worker import load_app, run_worker
+
+    sys.path.insert(0, os.getcwd())  # like python -m: the app module may sit here
+    consumers = load_app(args.app, lambda: broker, queues=args.queues, concurrency=args.concurrency)
+    return run_worker(consumers, stop_timeout=args.stop_timeout)
 
 
 def _cmd_migrate(args: argparse.Namespace, broker: Broker) -> int:
@@ -251,10 +287,7 @@ def _cmd_prune(args: argparse.Namespace, broker: Broker) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("taskmaster").setLevel(args.log_level)
+    configure_logging(args.log_level, getattr(args, "log_format", "text"))
     url = args.url or os.environ.get("TASKMASTER_URL") or DEFAULT_URL
     run: Callable[[argparse.Namespace, Broker], int] = args.run
     try:
@@ -309,6 +342,13 @@ def _timestamp(text: str) -> datetime:
     if when.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add e.g. +00:00 or Z")
     return when.astimezone(UTC)
+
+
+def _queue_list(text: str) -> list[str]:
+    queues = [q for q in text.split(",") if q]
+    if not queues:
+        raise argparse.ArgumentTypeError("--queues needs at least one queue name")
+    return queues
 
 
 def _positive_int(text: str) -> int:

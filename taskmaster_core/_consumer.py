@@ -99,6 +99,19 @@ class Consumer:
             raise ConfigurationError(f"prefetch must be >= 0, got {prefetch!r}")
         if flush_interval < 0:
             raise ConfigurationError(f"flush_interval must be >= 0, got {flush_interval!r}")
+        self._options: dict[str, Any] = {
+            "concurrency": concurrency,
+            "middleware": middleware,
+            "context": context,
+            "payload_type": payload_type,
+            "retry": retry,
+            "lease": lease,
+            "poll_interval": poll_interval,
+            "prefetch": prefetch,
+            "flush_interval": flush_interval,
+            "plugins": plugins,
+            "name": name,
+        }
         pm = resolve_plugin_manager(plugins)
         layers = [*plugin_middleware(pm), *middleware]
         for layer in layers:
@@ -150,6 +163,23 @@ class Consumer:
 
     def __repr__(self) -> str:
         return f"<Consumer {self.name} concurrency={self.concurrency}>"
+
+    def replace(self, **changes: Any) -> Consumer:
+        """A new, unstarted consumer like this one with some settings changed
+        (any keyword of the constructor, plus ``broker``, ``queues``, ``handler``)."""
+        options = {
+            "broker": self.broker,
+            "queues": self.queues,
+            "handler": self.handler,
+            **self._options,
+        }
+        unknown = set(changes) - set(options)
+        if unknown:
+            raise ConfigurationError(f"Consumer has no setting(s) {sorted(unknown)}")
+        options.update(changes)
+        if "queues" in changes and "name" not in changes:
+            options["name"] = None
+        return Consumer(**options)
 
     # -- lifecycle ---------------------------------------------------------
 

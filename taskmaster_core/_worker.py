@@ -1,0 +1,143 @@
+"""``taskmaster worker``: run the consumers an application defines.
+
+``APP`` is ``module:attribute``, naming one of
+
+- a ``Consumer`` or a list/tuple of them (built with their own broker), or
+- a factory: a callable taking the broker opened from ``--url`` and returning
+  a ``Consumer`` or a list of them.
+
+The first SIGTERM or SIGINT stops gracefully: no more claims, unstarted jobs
+go back to their queue, running handlers get ``stop_timeout`` seconds to
+finish. A second signal stops waiting for handlers at once (unstarted jobs
+are still returned). Exit status: 0 stopped cleanly, 3 some handlers were
+still running when the worker gave up on them (their jobs are retried once
+their lease expires).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any
+
+from ._broker import Broker
+from ._consumer import Consumer
+from ._errors import ConfigurationError
+
+__all__ = ["EXIT_HANDLERS_ABANDONED", "load_app", "run_worker"]
+
+logger = logging.getLogger("taskmaster.worker")
+
+EXIT_HANDLERS_ABANDONED = 3
+
+
+def load_app(
+    spec: str,
+    broker_factory: Callable[[], Broker],
+    *,
+    queues: Sequence[str] | None = None,
+    concurrency: int | None = None,
+) -> list[Consumer]:
+    """Resolve ``module:attribute`` to consumers (see the module docstring),
+    with ``queues``/``concurrency`` overriding what the application set."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigurationError(f"APP must look like 'package.module:attribute', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
+    target: Any = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigurationError(f"{module_name!r} has no attribute {attribute!r}") from None
+    if isinstance(target, Consumer | list | tuple):
+        found: Any = target
+    elif callable(target):
+        found = target(broker_factory())
+    else:
+        raise ConfigurationError(
+            f"{spec} is {type(target).__name__}; expected a Consumer, a list of consumers, "
+            "or a factory taking the broker"
+        )
+    consumers = [found] if isinstance(found, Consumer) else list(found)
+    if not consumers or not all(isinstance(c, Consumer) for c in consumers):
+        raise ConfigurationError(f"{spec} did not give Consumer objects, got {found!r}")
+    changes: dict[str, Any] = {}
+    if queues:
+        changes["queues"] = list(queues)
+    if concurrency is not None:
+        changes["concurrency"] = concurrency
+    return [c.replace(**changes) for c in consumers] if changes else consumers
+
+
+def run_worker(
+    consumers: Sequence[Consumer],
+    *,
+    stop_timeout: float,
+    install_signals: bool = True,
+    ready: Callable[[], None] | None = None,
+) -> int:
+    """Run ``consumers`` until SIGTERM/SIGINT; return the exit status."""
+    stop_requested = threading.Event()
+    signals_seen = 0
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        name = signal.Signals(signum).name
+        if signals_seen == 1:
+            logger.warning(
+                "%s received: stopping (up to %.0fs for running jobs)", name, stop_timeout
+            )
+            stop_requested.set()
+        else:
+            logger.warning("%s received again: not waiting for running jobs", name)
+            for consumer in consumers:
+                consumer.hurry()
+
+    previous: dict[int, Any] = {}
+    if install_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        brokers = {id(c.broker): c.broker for c in consumers}
+        for broker in brokers.values():
+            broker.open()
+        for consumer in consumers:
+            consumer.start()
+        logger.info(
+            "worker running %d consumer(s): %s",
+            len(consumers),
+            ", ".join(c.name for c in consumers),
+        )
+        if ready is not None:
+            ready()
+        while not stop_requested.wait(0.5):
+            pass
+        results: list[bool] = []
+        stoppers = [
+            threading.Thread(target=lambda c=c: results.append(c.stop(stop_timeout)))
+            for c in consumers
+        ]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            while thread.is_alive():
+                thread.join(0.1)  # short slices, so a second signal is handled promptly
+        clean = all(results)
+        logger.warning("worker stopped %s", "cleanly" if clean else "with handlers abandoned")
+        return 0 if clean else EXIT_HANDLERS_ABANDONED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for broker in {id(c.broker): c.broker for c in consumers}.values():
+            broker.close()
+        sys.stdout.flush()
