@@ -103,7 +103,7 @@ def run_worker(
             for consumer in consumers:
                 consumer.hurry()
 
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_signal)
@@ -136,8 +136,8 @@ def run_worker(
         logger.warning("worker stopped %s", "cleanly" if clean else "with handlers abandoned")
         return 0 if clean else EXIT_HANDLERS_ABANDONED
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for restored, handler in previous.items():
+            signal.signal(restored, handler)
         for broker in {id(c.broker): c.broker for c in consumers}.values():
             broker.close()
         sys.stdout.flush()
