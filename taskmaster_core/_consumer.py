@@ -383,48 +383,72 @@ class Consumer:
                     self._wake.set()
 
     def _run(self, claimed: ClaimedJob) -> Settlement:
+        return self._execute(claimed)[0]
+
+    def _execute(self, claimed: ClaimedJob) -> tuple[Settlement, BaseException | None]:
+        """Decode, run through middleware and handler, and decide the outcome.
+        Returns the settlement and, when the job did not succeed because of an
+        exception (or a bad return value), that exception."""
         try:
             serializer = self._serializers.get(claimed.serializer)
             payload = serializer.loads(claimed.payload, self.payload_type)
         except Exception as exc:
-            return Settlement(
-                id=claimed.id,
-                token=claimed.token,
-                kind="fail",
-                error=f"cannot decode payload: {exc}",
-            )
+            error = f"cannot decode payload: {exc}"
+            return self._fail(claimed, error), exc
         job = Job(claimed, payload, self.context)
         try:
             outcome = self._process(job)
         except BaseException as exc:
-            return self._after_error(claimed, describe_exception(exc), None)
+            return self._after_error(claimed, describe_exception(exc), None), exc
         if outcome.__class__ is Ack:
-            return Settlement(id=claimed.id, token=claimed.token, kind="ack")
+            return Settlement(id=claimed.id, token=claimed.token, kind="ack"), None
         if isinstance(outcome, Reject):
-            return Settlement(id=claimed.id, token=claimed.token, kind="fail", error=outcome.reason)
+            return self._fail(claimed, outcome.reason), None
         if isinstance(outcome, Retry):
-            return self._after_error(claimed, outcome.reason, outcome.delay)
-        return Settlement(
-            id=claimed.id,
-            token=claimed.token,
-            kind="fail",
-            error=(
-                f"handler returned {outcome!r} ({type(outcome).__name__}); "
-                "expected ACK, REJECT, Reject(reason) or Retry(delay)"
-            ),
+            return self._after_error(claimed, outcome.reason, outcome.delay), None
+        error = (
+            f"handler returned {outcome!r} ({type(outcome).__name__}); "
+            "expected ACK, REJECT, Reject(reason) or Retry(delay)"
         )
+        return self._fail(claimed, error), TaskmasterError(f"job {claimed.id}: {error}")
+
+    @staticmethod
+    def _fail(claimed: ClaimedJob, error: str) -> Settlement:
+        return Settlement(id=claimed.id, token=claimed.token, kind="fail", error=error)
+
+    def drain(self, *, raise_errors: bool = False, max_jobs: int | None = None) -> int:
+        """Run jobs that are ready now in the calling thread, one at a time, until
+        none is ready (or ``max_jobs`` ran); return how many ran. For tests:
+        no threads, no waiting. A retry that is due at once runs again within
+        the same call. With ``raise_errors`` the first handler exception (or
+        undecodable payload, or bad return value) is raised after its outcome
+        is recorded, and the other claimed jobs are returned to the queue."""
+        if self._started:
+            raise TaskmasterError(f"{self.name} is running; drain() is for a stopped consumer")
+        ran = 0
+        while max_jobs is None or ran < max_jobs:
+            want = 50 if max_jobs is None else min(50, max_jobs - ran)
+            claimed = self.broker.claim(self.queues, want, self.lease)
+            if not claimed:
+                break
+            for index, job in enumerate(claimed):
+                settlement, error = self._execute(job)
+                self.broker.settle([settlement])
+                ran += 1
+                if raise_errors and error is not None:
+                    rest = claimed[index + 1 :]
+                    if rest:
+                        self.broker.release([Lease(j.id, j.token) for j in rest])
+                    raise error
+        return ran
 
     def _call_handler(self, job: Job) -> Any:
         return self.handler(job)
 
     def _after_error(self, claimed: ClaimedJob, error: str, delay: float | None) -> Settlement:
         if claimed.attempt >= claimed.max_attempts:
-            return Settlement(
-                id=claimed.id,
-                token=claimed.token,
-                kind="fail",
-                error=f"attempts used up ({claimed.attempt}/{claimed.max_attempts}): {error}",
-            )
+            used = f"attempts used up ({claimed.attempt}/{claimed.max_attempts}): {error}"
+            return self._fail(claimed, used)
         wait = self.retry.delay(claimed.attempt) if delay is None else delay
         return Settlement(id=claimed.id, token=claimed.token, kind="retry", error=error, delay=wait)
 

@@ -9,7 +9,7 @@ import pytest
 from taskmaster_memory import MemoryBroker
 from tests.harness import FakeClock, Harness
 
-pytest_plugins = ["tests.pg_fixtures"]
+pytest_plugins = ["tests.pg_fixtures", "pytester"]
 
 BROKER_KINDS = ["memory", pytest.param("postgres", marks=pytest.mark.postgres)]
 
