@@ -43,7 +43,7 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def _unavailable(reason: str) -> NoReturn:
+def postgres_unavailable(reason: str) -> NoReturn:
     if _in_ci():
         pytest.fail(f"PostgreSQL is required in CI but unavailable: {reason}", pytrace=False)
     pytest.skip(f"PostgreSQL unavailable: {reason} (set {DSN_VARIABLE} or install pgserver)")
@@ -62,7 +62,7 @@ def pg_server_dsn() -> Iterator[str]:
             warnings.simplefilter("ignore")
             import pgserver  # type: ignore[import-untyped,unused-ignore]
     except ImportError as exc:
-        _unavailable(f"{DSN_VARIABLE} is not set and pgserver is not installed ({exc})")
+        postgres_unavailable(f"{DSN_VARIABLE} is not set and pgserver is not installed ({exc})")
     datadir = tempfile.mkdtemp(prefix="taskmaster-pg-")
     try:
         with warnings.catch_warnings():
@@ -70,7 +70,7 @@ def pg_server_dsn() -> Iterator[str]:
             server = pgserver.get_server(datadir, cleanup_mode="delete")
     except Exception as exc:
         shutil.rmtree(datadir, ignore_errors=True)
-        _unavailable(f"could not start a throwaway server with pgserver: {exc!r}")
+        postgres_unavailable(f"could not start a throwaway server with pgserver: {exc!r}")
     try:
         yield str(server.get_uri())
     finally:
