@@ -8,6 +8,7 @@ a broken plugin fails with a message naming it instead of deep in a worker.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -22,6 +23,9 @@ from ._serializers import JsonSerializer, MsgpackSerializer, Serializer
 if TYPE_CHECKING:
     from ._broker import Broker
     from ._middleware import Middleware
+
+DISABLE_ENV = "TASKMASTER_DISABLE_PLUGINS"
+"""Comma-separated entry-point names of installed plugins not to load."""
 
 __all__ = [
     "SerializerRegistry",
@@ -46,6 +50,9 @@ def new_plugin_manager(*, load_entrypoints: bool = True) -> pluggy.PluginManager
     pm.add_hookspecs(_hookspecs)
     pm.register(_BuiltinSerializers(), name="taskmaster.serializers")
     if load_entrypoints:
+        for name in os.environ.get(DISABLE_ENV, "").split(","):
+            if name.strip():
+                pm.set_blocked(name.strip())
         pm.load_setuptools_entrypoints(PROJECT)
     pm.check_pending()
     return pm

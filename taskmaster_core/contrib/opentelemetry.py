@@ -1,0 +1,93 @@
+"""OpenTelemetry tracing from put to handler (needs ``opentelemetry-api``).
+
+On put, a ``PRODUCER`` span ``publish <queue>`` is started and its context
+is written into the job's headers (W3C ``traceparent``/``tracestate`` via the
+globally configured propagator). The handler then runs inside a ``CONSUMER``
+span ``process <queue>`` whose parent is that context, so a trace follows a
+job from the request that put it to the worker that ran it. Exceptions are
+recorded on the span; rejects and failures set an error status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._errors import ConfigurationError
+from .._hookspecs import hookimpl
+from .._job import Job
+from .._middleware import Message, Middleware, ProcessFn, PublishFn, outcome_name
+from .._outcomes import Outcome
+
+__all__ = ["TracingMiddleware", "taskmaster_middleware"]
+
+try:
+    from opentelemetry import propagate, trace
+except ImportError:  # pragma: no cover - exercised only without the extra
+    propagate = None  # type: ignore[assignment]
+    trace = None  # type: ignore[assignment]
+
+_SYSTEM = "taskmaster"
+
+
+class TracingMiddleware(Middleware):
+    """Spans around put and handler, linked through job headers."""
+
+    def __init__(self, tracer_provider: Any = None) -> None:
+        if trace is None or propagate is None:
+            raise ConfigurationError(
+                "TracingMiddleware needs opentelemetry-api: pip install 'taskmaster[opentelemetry]'"
+            )
+        self._provider = tracer_provider
+
+    def _tracer(self) -> Any:
+        # Resolved per call so a provider configured after import is used.
+        return trace.get_tracer("taskmaster", tracer_provider=self._provider)
+
+    def publish(self, message: Message, call_next: PublishFn) -> None:
+        attributes = {
+            "messaging.system": _SYSTEM,
+            "messaging.destination.name": message.queue,
+            "messaging.operation.type": "publish",
+        }
+        with self._tracer().start_as_current_span(
+            f"publish {message.queue}", kind=trace.SpanKind.PRODUCER, attributes=attributes
+        ):
+            assert propagate is not None
+            propagate.inject(message.headers)
+            call_next(message)
+
+    def process(self, job: Job, call_next: ProcessFn) -> Outcome:
+        assert propagate is not None
+        parent = propagate.extract(job.headers)
+        attributes = {
+            "messaging.system": _SYSTEM,
+            "messaging.destination.name": job.queue,
+            "messaging.operation.type": "process",
+            "messaging.message.id": str(job.id),
+            "taskmaster.attempt": job.attempt,
+        }
+        with self._tracer().start_as_current_span(
+            f"process {job.queue}",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes=attributes,
+        ) as span:
+            outcome: Outcome = call_next(job)  # exceptions are recorded by the span
+            name = outcome_name(outcome)
+            span.set_attribute("taskmaster.outcome", name)
+            if name in ("reject", "invalid"):
+                span.set_status(trace.Status(trace.StatusCode.ERROR, f"job {name}ed"))
+            return outcome
+
+
+_shared: TracingMiddleware | None = None
+
+
+@hookimpl
+def taskmaster_middleware() -> list[Middleware]:
+    global _shared
+    if trace is None:
+        return []
+    if _shared is None:
+        _shared = TracingMiddleware()
+    return [_shared]

@@ -1,0 +1,103 @@
+"""Prometheus metrics for consumers and publishers (needs ``prometheus_client``).
+
+Metrics (``namespace`` defaults to ``taskmaster``):
+
+- ``taskmaster_jobs_published_total{queue}`` — jobs handed to the broker;
+- ``taskmaster_jobs_processed_total{queue,outcome}`` — handler runs by outcome
+  (``ack``, ``reject``, ``retry``, ``error`` for an exception, ``invalid``
+  for a bad return value);
+- ``taskmaster_job_duration_seconds{queue}`` — handler time, a histogram;
+- ``taskmaster_jobs_in_progress{queue}`` — handlers running now.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .._errors import ConfigurationError
+from .._hookspecs import hookimpl
+from .._job import Job
+from .._middleware import Message, Middleware, ProcessFn, PublishFn, outcome_name
+from .._outcomes import Outcome
+
+__all__ = ["PrometheusMiddleware", "taskmaster_middleware"]
+
+try:
+    import prometheus_client
+except ImportError:  # pragma: no cover - exercised only without the extra
+    prometheus_client = None  # type: ignore[assignment]
+
+
+class PrometheusMiddleware(Middleware):
+    """Counts and times jobs; see the module docstring for the metric names."""
+
+    def __init__(self, registry: Any = None, namespace: str = "taskmaster") -> None:
+        if prometheus_client is None:
+            raise ConfigurationError(
+                "PrometheusMiddleware needs prometheus_client: pip install 'taskmaster[prometheus]'"
+            )
+        registry = registry if registry is not None else prometheus_client.REGISTRY
+        self.published = prometheus_client.Counter(
+            "jobs_published",
+            "Jobs handed to the broker.",
+            ["queue"],
+            namespace=namespace,
+            registry=registry,
+        )
+        self.processed = prometheus_client.Counter(
+            "jobs_processed",
+            "Handler runs by outcome.",
+            ["queue", "outcome"],
+            namespace=namespace,
+            registry=registry,
+        )
+        self.duration = prometheus_client.Histogram(
+            "job_duration_seconds",
+            "Time spent in the handler.",
+            ["queue"],
+            namespace=namespace,
+            registry=registry,
+        )
+        self.in_progress = prometheus_client.Gauge(
+            "jobs_in_progress",
+            "Handlers running now.",
+            ["queue"],
+            namespace=namespace,
+            registry=registry,
+        )
+
+    def process(self, job: Job, call_next: ProcessFn) -> Outcome:
+        queue = job.queue
+        gauge = self.in_progress.labels(queue)
+        gauge.inc()
+        started = time.perf_counter()
+        try:
+            outcome: Outcome = call_next(job)
+        except BaseException:
+            self.processed.labels(queue, "error").inc()
+            raise
+        else:
+            self.processed.labels(queue, outcome_name(outcome)).inc()
+            return outcome
+        finally:
+            self.duration.labels(queue).observe(time.perf_counter() - started)
+            gauge.dec()
+
+    def publish(self, message: Message, call_next: PublishFn) -> None:
+        call_next(message)
+        self.published.labels(message.queue).inc()
+
+
+_shared: PrometheusMiddleware | None = None
+
+
+@hookimpl
+def taskmaster_middleware() -> list[Middleware]:
+    """One middleware on the default registry for the whole process."""
+    global _shared
+    if prometheus_client is None:
+        return []
+    if _shared is None:
+        _shared = PrometheusMiddleware()
+    return [_shared]

@@ -1,0 +1,115 @@
+"""The Prometheus and OpenTelemetry middleware, with the real libraries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import prometheus_client
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from taskmaster_core import ACK, REJECT, Consumer, Job, Publisher, RetryPolicy, get_plugin_manager
+from taskmaster_core._plugins import new_plugin_manager, plugin_middleware
+from taskmaster_core.contrib.opentelemetry import TracingMiddleware
+from taskmaster_core.contrib.prometheus import PrometheusMiddleware
+from taskmaster_memory import MemoryBroker
+
+
+def handler(job: Job) -> Any:
+    if job.payload == "boom":
+        raise ValueError("boom")
+    return ACK if job.payload == "ok" else REJECT
+
+
+def test_prometheus_counts_publishes_outcomes_and_durations() -> None:
+    registry = prometheus_client.CollectorRegistry()
+    metrics = PrometheusMiddleware(registry=registry)
+    with MemoryBroker() as broker:
+        Publisher(broker, middleware=[metrics], plugins=False, max_attempts=1).put_many(
+            "q", ["ok", "ok", "no", "boom"]
+        )
+        consumer = Consumer(broker, "q", handler, middleware=[metrics], plugins=False)
+        assert consumer.drain() == 4
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("taskmaster_jobs_published_total", queue="q") == 4
+    assert value("taskmaster_jobs_processed_total", queue="q", outcome="ack") == 2
+    assert value("taskmaster_jobs_processed_total", queue="q", outcome="reject") == 1
+    assert value("taskmaster_jobs_processed_total", queue="q", outcome="error") == 1
+    assert value("taskmaster_job_duration_seconds_count", queue="q") == 4
+    assert value("taskmaster_jobs_in_progress", queue="q") == 0
+
+
+def test_tracing_links_the_handler_span_to_the_put(monkeypatch: pytest.MonkeyPatch) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = TracingMiddleware(tracer_provider=provider)
+    tracer = provider.get_tracer("app")
+    with MemoryBroker() as broker:
+        publisher = Publisher(broker, middleware=[tracing], plugins=False, max_attempts=1)
+        with tracer.start_as_current_span("http request"):
+            job_id = publisher.put("q", "ok")
+        publisher.put("q", "no")
+        publisher.put("q", "boom")
+        (stored, *_) = broker.jobs(ids=[job_id or 0])
+        assert stored.headers is not None and "traceparent" in stored.headers
+        Consumer(broker, "q", handler, middleware=[tracing], plugins=False).drain()
+
+    spans = {
+        (s.name, s.attributes.get("messaging.message.id")): s for s in exporter.get_finished_spans()
+    }  # type: ignore[union-attr]
+    request = next(s for s in exporter.get_finished_spans() if s.name == "http request")
+    process = spans[("process q", str(job_id))]
+    assert process.kind is trace.SpanKind.CONSUMER
+    assert process.context.trace_id == request.context.trace_id  # type: ignore[union-attr]
+    publish = next(
+        s
+        for s in exporter.get_finished_spans()
+        if s.name == "publish q" and s.context.trace_id == request.context.trace_id  # type: ignore[union-attr]
+    )
+    assert process.parent is not None
+    assert process.parent.span_id == publish.context.span_id  # type: ignore[union-attr]
+    assert process.attributes["taskmaster.outcome"] == "ack"  # type: ignore[index]
+    outcomes = {
+        s.attributes["taskmaster.outcome"]: s.status.status_code  # type: ignore[index]
+        for s in exporter.get_finished_spans()
+        if s.name == "process q" and "taskmaster.outcome" in (s.attributes or {})
+    }
+    assert outcomes["reject"] is trace.StatusCode.ERROR
+    failed = [s for s in exporter.get_finished_spans() if s.events and s.name == "process q"]
+    assert failed and failed[0].events[0].name == "exception"
+
+
+def test_both_are_installed_plugins_and_can_be_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    names = {type(m).__name__ for m in plugin_middleware(get_plugin_manager())}
+    assert {"PrometheusMiddleware", "TracingMiddleware"} <= names
+    monkeypatch.setenv("TASKMASTER_DISABLE_PLUGINS", "prometheus, opentelemetry")
+    names = {type(m).__name__ for m in plugin_middleware(new_plugin_manager())}
+    assert names.isdisjoint({"PrometheusMiddleware", "TracingMiddleware"})
+
+
+def test_a_retry_counts_as_its_own_outcome() -> None:
+    registry = prometheus_client.CollectorRegistry()
+    metrics = PrometheusMiddleware(registry=registry)
+    with MemoryBroker() as broker:
+        Publisher(broker, plugins=False, max_attempts=2).put("q", "boom")
+        Consumer(
+            broker,
+            "q",
+            handler,
+            middleware=[metrics],
+            plugins=False,
+            retry=RetryPolicy(base_delay=0, jitter=0),
+        ).drain()
+    assert (
+        registry.get_sample_value(
+            "taskmaster_jobs_processed_total", {"queue": "q", "outcome": "error"}
+        )
+        == 2
+    )
