@@ -40,16 +40,27 @@ class TracingMiddleware(Middleware):
         self._provider = tracer_provider
 
     def _tracer(self) -> Any:
-        # Resolved per call so a provider configured after import is used.
-        return trace.get_tracer("taskmaster", tracer_provider=self._provider)
+        """The tracer, or ``None`` while no SDK is configured (then tracing
+        would only cost time). Resolved per call, so a provider configured
+        after start-up is picked up."""
+        provider = self._provider
+        if provider is None:
+            provider = trace.get_tracer_provider()
+            if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+                return None
+        return trace.get_tracer("taskmaster", tracer_provider=provider)
 
     def publish(self, message: Message, call_next: PublishFn) -> None:
+        tracer = self._tracer()
+        if tracer is None:
+            call_next(message)
+            return
         attributes = {
             "messaging.system": _SYSTEM,
             "messaging.destination.name": message.queue,
             "messaging.operation.type": "publish",
         }
-        with self._tracer().start_as_current_span(
+        with tracer.start_as_current_span(
             f"publish {message.queue}", kind=trace.SpanKind.PRODUCER, attributes=attributes
         ):
             assert propagate is not None
@@ -57,6 +68,10 @@ class TracingMiddleware(Middleware):
             call_next(message)
 
     def process(self, job: Job, call_next: ProcessFn) -> Outcome:
+        tracer = self._tracer()
+        if tracer is None:
+            result: Outcome = call_next(job)
+            return result
         assert propagate is not None
         parent = propagate.extract(job.headers)
         attributes = {
@@ -66,7 +81,7 @@ class TracingMiddleware(Middleware):
             "messaging.message.id": str(job.id),
             "taskmaster.attempt": job.attempt,
         }
-        with self._tracer().start_as_current_span(
+        with tracer.start_as_current_span(
             f"process {job.queue}",
             context=parent,
             kind=trace.SpanKind.CONSUMER,
