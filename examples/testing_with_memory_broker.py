@@ -2,11 +2,12 @@
 
 The application code under test is ``signup`` (puts a job) and ``send_welcome``
 (the handler). The tests show the ways to run queued jobs in a test.
+Run it with ``python examples/testing_with_memory_broker.py``; pytest options
+(``-k``, ``--taskmaster-url``) pass through.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -17,15 +18,12 @@ from taskmaster_core import (
     ACK,
     Broker,
     Consumer,
-    Handler,
     Job,
     JobState,
     Outcome,
     Publisher,
     Retry,
-    SerializerRegistry,
     Settlement,
-    open_broker,
 )
 from taskmaster_memory import MemoryBroker
 
@@ -69,27 +67,6 @@ def wait_until_finished(broker: Broker, queue: str, timeout: float = 10.0) -> No
         time.sleep(0.01)
 
 
-def run_ready_jobs(broker: Broker, queue: str, handler: Handler, context: object) -> list[Outcome]:
-    """Claim every ready job of ``queue`` and run ``handler`` on it in this
-    thread, recording each outcome; return the outcomes for asserts."""
-    serializers = SerializerRegistry()
-    outcomes: list[Outcome] = []
-    while claimed := broker.claim([queue], limit=100, lease=60):
-        for item in claimed:
-            payload = serializers.get(item.serializer).loads(item.payload)
-            outcome = handler(Job(item, payload, context))
-            outcomes.append(outcome)
-            if outcome is ACK:
-                settlement = Settlement(id=item.id, token=item.token, kind="ack")
-            elif isinstance(outcome, Retry):
-                delay = outcome.delay or 0.0
-                settlement = Settlement(id=item.id, token=item.token, kind="retry", delay=delay)
-            else:
-                settlement = Settlement(id=item.id, token=item.token, kind="fail")
-            broker.settle([settlement])
-    return outcomes
-
-
 # -- fixtures ---------------------------------------------------------------
 
 
@@ -120,22 +97,24 @@ def test_jobs_run_synchronously_in_the_test(broker: MemoryBroker) -> None:
     signup(publisher, "ada@example.com")
     signup(publisher, "ada@example.com")  # deduplicated: still one job
     outbox: list[str] = []
-    outcomes = run_ready_jobs(broker, "emails", send_welcome, {"outbox": outbox})
-    assert outcomes == [ACK]
+    consumer = Consumer(broker, "emails", send_welcome, context={"outbox": outbox})
+    assert consumer.drain(raise_errors=True) == 1  # runs here, in this thread
     assert outbox == ["ada@example.com"]
 
 
 def test_a_retry_runs_again_when_the_clock_says_so(broker: MemoryBroker, clock: FakeClock) -> None:
     signup(Publisher(broker), "ada@example.com")
     outbox: list[str] = []
-    down = {"outbox": outbox, "mail_server_down": True}
-    assert run_ready_jobs(broker, "emails", send_welcome, down) == [Retry(delay=60)]
+    context = {"outbox": outbox, "mail_server_down": True}
+    consumer = Consumer(broker, "emails", send_welcome, context=context)
+    assert consumer.drain() == 1  # Retry(delay=60)
     assert broker.stats(["emails"])[0].scheduled == 1
 
+    context["mail_server_down"] = False
     clock.advance(59)  # no sleeping: time moves when the test says so
-    assert run_ready_jobs(broker, "emails", send_welcome, {"outbox": outbox}) == []
+    assert consumer.drain() == 0
     clock.advance(1)
-    assert run_ready_jobs(broker, "emails", send_welcome, {"outbox": outbox}) == [ACK]
+    assert consumer.drain() == 1
     assert outbox == ["ada@example.com"]
 
 
@@ -153,20 +132,18 @@ def test_a_lost_worker_s_job_comes_back_after_its_lease(
     assert broker.jobs(states=[JobState.RUNNING])[0].id == second.id
 
 
-def test_the_same_test_runs_on_any_broker_url() -> None:
-    broker = open_broker(os.environ.get("TASKMASTER_URL", "memory://"))
-    broker.open()
-    try:
-        broker.migrate()
-        broker.delete(queue="emails")  # a shared database may hold older jobs
-        signup(Publisher(broker), "ada@example.com")
-        outbox: list[str] = []
-        with Consumer(broker, "emails", send_welcome, context={"outbox": outbox}):
-            wait_until_finished(broker, "emails")
-        assert outbox == ["ada@example.com"]
-    finally:
-        broker.close()
+def test_the_same_test_runs_on_any_broker(
+    taskmaster_broker: Broker, taskmaster_publisher: Publisher
+) -> None:
+    # Fixtures of Taskmaster's pytest plugin: the memory broker, or the broker
+    # of $TASKMASTER_TEST_URL / --taskmaster-url (emptied before each test).
+    signup(taskmaster_publisher, "ada@example.com")
+    outbox: list[str] = []
+    consumer = Consumer(taskmaster_broker, "emails", send_welcome, context={"outbox": outbox})
+    with consumer:
+        wait_until_finished(taskmaster_broker, "emails")
+    assert outbox == ["ada@example.com"]
 
 
 if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
+    sys.exit(pytest.main([__file__, "-q", "-p", "no:cacheprovider", *sys.argv[1:]]))
