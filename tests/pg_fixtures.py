@@ -60,14 +60,14 @@ def pg_server_dsn() -> Iterator[str]:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (root in a container).
             warnings.simplefilter("ignore")
-            import pgserver  # type: ignore[import-untyped,unused-ignore]
+            from pgserver.postgres_server import get_server
     except ImportError as exc:
         postgres_unavailable(f"{DSN_VARIABLE} is not set and pgserver is not installed ({exc})")
     datadir = tempfile.mkdtemp(prefix="taskmaster-pg-")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            server = pgserver.get_server(datadir, cleanup_mode="delete")
+            server = get_server(datadir, cleanup_mode="delete")
     except Exception as exc:
         shutil.rmtree(datadir, ignore_errors=True)
         postgres_unavailable(f"could not start a throwaway server with pgserver: {exc!r}")

@@ -26,13 +26,13 @@ def own_server() -> Iterator[Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import pgserver  # type: ignore[import-untyped,unused-ignore]
+            from pgserver.postgres_server import get_server
     except ImportError as exc:
         postgres_unavailable(f"restarting a server needs pgserver ({exc})")
     datadir = tempfile.mkdtemp(prefix="taskmaster-restart-")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        server = pgserver.get_server(datadir, cleanup_mode="delete")
+        server = get_server(datadir, cleanup_mode="delete")
     try:
         yield server
     finally:
@@ -41,10 +41,10 @@ def own_server() -> Iterator[Any]:
 
 
 def _restart(server: Any) -> None:
-    import pgserver  # type: ignore[import-untyped,unused-ignore]
+    import pgserver
 
     socket_dir = server.get_postmaster_info().socket_dir
-    pgserver.pg_ctl(
+    pgserver.pg_ctl(  # type: ignore[attr-defined]  # generated at import time
         ["-w", "-m", "fast", "restart", "-o", f"-h '' -k {socket_dir}", "-l", str(server.log)],
         pgdata=server.pgdata,
         user=server.system_user,
