@@ -14,7 +14,14 @@ from ._errors import (
 )
 from ._hookspecs import hookimpl
 from ._job import Job
-from ._middleware import ErrorReporter, LoggingMiddleware, Message, Middleware
+from ._middleware import (
+    ErrorReporter,
+    LoggingMiddleware,
+    Message,
+    Middleware,
+    ProcessFn,
+    PublishFn,
+)
 from ._outcomes import ACK, REJECT, Ack, Outcome, Reject, Retry
 from ._plugins import SerializerRegistry, get_plugin_manager, new_plugin_manager, open_broker
 from ._publisher import Publisher, QueueOptions
@@ -48,6 +55,8 @@ __all__ = [
     "Outcome",
     "PayloadTooLargeError",
     "PayloadValidationError",
+    "ProcessFn",
+    "PublishFn",
     "Publisher",
     "QueueOptions",
     "QueueStats",

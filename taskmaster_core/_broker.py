@@ -118,6 +118,17 @@ class Broker(Protocol):
         """Call ``callback`` when jobs may have become ready on one of ``queues``
         (put, requeue, release)."""
 
+    def __enter__(self) -> Self:
+        """``open()`` and return the broker."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """``close()``."""
+
 
 class BrokerBase:
     """Optional base class: context-manager use over ``open()``/``close()``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
@@ -25,6 +26,8 @@ from ._types import JobState
 __all__ = ["main"]
 
 DEFAULT_URL = "memory://"
+_EMBEDDED_OK = frozenset({"demo"})
+"""Commands that make sense on the embedded memory broker when no URL is given."""
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -91,11 +94,15 @@ def _parser() -> argparse.ArgumentParser:
     put.add_argument("queue")
     put.add_argument("payload", help="JSON text, or @FILE to read it from a file")
     put.add_argument("--serializer", default="json", help="serializer name (default json)")
-    put.add_argument("--priority", type=int, default=0)
+    put.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
     put.add_argument("--delay", type=_duration, default=0.0, help="e.g. 30, 30s, 5m, 2h")
     put.add_argument("--at", type=_timestamp, default=None, help="ISO 8601 time with zone")
-    put.add_argument("--dedup-key", default=None)
-    put.add_argument("--max-attempts", type=_positive_int, default=None)
+    put.add_argument(
+        "--dedup-key", default=None, help="skip the put if an unfinished job has this key"
+    )
+    put.add_argument(
+        "--max-attempts", type=_positive_int, default=None, help="runs before failing (default 3)"
+    )
     put.set_defaults(run=_cmd_put)
 
     stats = commands.add_parser("stats", help="jobs per queue and state")
@@ -104,21 +111,27 @@ def _parser() -> argparse.ArgumentParser:
     stats.set_defaults(run=_cmd_stats)
 
     failed = commands.add_parser("failed", help="list failed jobs with their last error")
-    failed.add_argument("--queue", default=None)
-    failed.add_argument("--limit", type=_positive_int, default=50)
-    failed.add_argument("--json", action="store_true")
+    failed.add_argument("--queue", default=None, help="only this queue")
+    failed.add_argument("--limit", type=_positive_int, default=50, help="at most (default 50)")
+    failed.add_argument("--json", action="store_true", help="machine-readable output")
     failed.set_defaults(run=_cmd_failed)
 
     requeue = commands.add_parser("requeue", help="move failed jobs back to their queue")
-    requeue.add_argument("ids", nargs="*", type=_job_id)
+    requeue.add_argument("ids", nargs="*", type=_job_id, help="failed job ids")
     requeue.add_argument("--queue", default=None, help="all failed jobs of this queue")
     requeue.add_argument("--all", action="store_true", help="all failed jobs of every queue")
     requeue.set_defaults(run=_cmd_requeue)
 
     delete = commands.add_parser("delete", help="delete jobs")
-    delete.add_argument("ids", nargs="*", type=_job_id)
-    delete.add_argument("--queue", default=None)
-    delete.add_argument("--state", action="append", type=JobState, choices=list(JobState))
+    delete.add_argument("ids", nargs="*", type=_job_id, help="job ids")
+    delete.add_argument("--queue", default=None, help="every job of this queue")
+    delete.add_argument(
+        "--state",
+        action="append",
+        type=JobState,
+        choices=list(JobState),
+        help="only jobs in this state (repeatable)",
+    )
     delete.set_defaults(run=_cmd_delete)
 
     prune = commands.add_parser("prune", help="delete finished jobs older than a duration")
@@ -130,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=[JobState.DONE, JobState.FAILED],
         help="done (default) and/or failed",
     )
-    prune.add_argument("--queue", default=None)
+    prune.add_argument("--queue", default=None, help="only this queue")
     prune.set_defaults(run=_cmd_prune)
     return parser
 
@@ -288,8 +301,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level, getattr(args, "log_format", "text"))
-    url = args.url or os.environ.get("TASKMASTER_URL") or DEFAULT_URL
+    url = args.url or os.environ.get("TASKMASTER_URL") or None
     run: Callable[[argparse.Namespace, Broker], int] = args.run
+    if url is None and args.command not in _EMBEDDED_OK:
+        print(
+            f"taskmaster: error: {args.command} needs a broker: pass --url or set TASKMASTER_URL "
+            f"(the default {DEFAULT_URL} lives only as long as one command)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    url = url or DEFAULT_URL
+    if args.command != "worker":
+        # One-shot commands report a connection failure in one line of their own.
+        logging.getLogger("psycopg").setLevel(logging.CRITICAL)
     try:
         broker = open_broker(url)
         broker.open()

@@ -393,7 +393,17 @@ class Consumer:
             serializer = self._serializers.get(claimed.serializer)
             payload = serializer.loads(claimed.payload, self.payload_type)
         except Exception as exc:
+            # Middleware never sees this job (there is no payload to hand it),
+            # so say here why it failed.
             error = f"cannot decode payload: {exc}"
+            logger.error(
+                "status=failure queue=%s job=%s attempt=%s error=%s",
+                claimed.queue,
+                claimed.id,
+                claimed.attempt,
+                error,
+                extra={"queue": claimed.queue, "job_id": claimed.id, "attempt": claimed.attempt},
+            )
             return self._fail(claimed, error), exc
         job = Job(claimed, payload, self.context)
         try:

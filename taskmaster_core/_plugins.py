@@ -9,6 +9,7 @@ a broken plugin fails with a message naming it instead of deep in a worker.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -23,6 +24,8 @@ from ._serializers import JsonSerializer, MsgpackSerializer, Serializer
 if TYPE_CHECKING:
     from ._broker import Broker
     from ._middleware import Middleware
+
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)")
 
 DISABLE_ENV = "TASKMASTER_DISABLE_PLUGINS"
 """Comma-separated entry-point names of installed plugins not to load."""
@@ -156,19 +159,22 @@ def open_broker(
     plugin understands."""
     from ._broker import Broker
 
-    if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(
-            f"broker URL {url!r} is not a URL; expected e.g. memory:// or postgresql://host/db"
-        )
-    scheme = urlsplit(url).scheme
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError(f"broker URL must be a non-empty string, got {url!r}")
     pm = pm if pm is not None else get_plugin_manager()
     broker = pm.hook.taskmaster_broker_from_url(url=url, options=dict(options))
     if broker is None:
+        if "://" not in url:
+            raise ConfigurationError(
+                f"broker URL {_redact(url)!r} is not a URL; "
+                "expected e.g. memory:// or postgresql://host/db"
+            )
         raise ConfigurationError(
-            f"no installed plugin handles broker URLs with scheme {scheme!r} ({_redact(url)})"
+            f"no installed plugin handles broker URLs with scheme {urlsplit(url).scheme!r} "
+            f"({_redact(url)})"
         )
     if not isinstance(broker, Broker):
-        raise ConfigurationError(f"plugin returned {broker!r} for {scheme}://, not a Broker")
+        raise ConfigurationError(f"plugin returned {broker!r} for {_redact(url)}, not a Broker")
     return broker
 
 
@@ -180,6 +186,8 @@ def _as_list(value: Any, hook: str) -> list[Any]:
 
 def _redact(url: str) -> str:
     """The URL without its password, for error messages."""
+    if "://" not in url:
+        return _KEYWORD_PASSWORD.sub(r"\1***", url)
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -40,7 +40,6 @@ class RetryPolicy:
             raw = self.base_delay * self.factor**exponent
         except OverflowError:
             raw = self.max_delay
-        raw = min(self.max_delay, raw)
         if self.jitter:
             raw *= 1 + random.uniform(-self.jitter, self.jitter)
-        return max(0.0, raw)
+        return max(0.0, min(self.max_delay, raw))

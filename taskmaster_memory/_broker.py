@@ -298,10 +298,8 @@ class MemoryBroker(BrokerBase):
                     continue
                 kind = item.kind
                 if kind == "ack":
-                    if self.keep_done:
-                        self._transition(record, _DONE, now)
-                    else:
-                        self._transition(record, _DONE, now)
+                    self._transition(record, _DONE, now)
+                    if not self.keep_done:
                         del self._jobs[record.id]
                 elif kind == "fail":
                     record.last_error = item.error

@@ -33,6 +33,8 @@ CORE = {
     "MsgpackSerializer",
     "NewJob",
     "Outcome",
+    "ProcessFn",
+    "PublishFn",
     "PayloadTooLargeError",
     "PayloadValidationError",
     "Publisher",

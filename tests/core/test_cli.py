@@ -51,17 +51,22 @@ def test_demo_defaults_to_ten_thousand_jobs_on_three_workers(
     [
         (["--url", "nope", "stats"], "is not a URL"),
         (["--url", "redis://x", "stats"], "no installed plugin handles"),
-        (["put", "q", "{bad json"], "payload is not valid JSON"),
-        (["put", "q", "@/no/such/file.json"], "cannot read payload file"),
-        (["put", "", "1"], "queue name must be a non-empty string"),
-        (["put", "q", "1", "--serializer", "yaml"], "unknown serializer 'yaml'"),
-        (["requeue"], "requeue needs exactly one of"),
-        (["delete"], "delete needs job ids or --queue"),
+        (["--url", "memory://", "put", "q", "{bad json"], "payload is not valid JSON"),
+        (["--url", "memory://", "put", "q", "@/no/such/file.json"], "cannot read payload file"),
+        (["--url", "memory://", "put", "", "1"], "queue name must be a non-empty string"),
+        (["--url", "memory://", "put", "q", "1", "--serializer", "yaml"], "unknown serializer"),
+        (["--url", "memory://", "requeue"], "requeue needs exactly one of"),
+        (["--url", "memory://", "delete"], "delete needs job ids or --queue"),
+        (["stats"], "stats needs a broker: pass --url or set TASKMASTER_URL"),
+        (
+            ["--url", "postgresql://nobody@127.0.0.1:1/none", "stats"],
+            "could not connect to PostgreSQL",
+        ),
     ],
 )
-def test_user_mistakes_are_one_line_and_exit_2(args: list[str], message: str) -> None:
-    result = taskmaster(*args)
-    assert result.returncode == 2
+def test_user_mistakes_are_one_line_and_exit_nonzero(args: list[str], message: str) -> None:
+    result = taskmaster(*args, env={"TASKMASTER_URL": ""})
+    assert result.returncode == (1 if "connect" in message else 2)
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
@@ -80,15 +85,16 @@ def test_operator_commands_on_the_memory_broker(
     # checks output formats; tests/postgres has the cross-process round trip.
     payload = tmp_path / "payload.json"
     payload.write_text('{"to": "a@b"}')
-    assert main(["put", "emails", f"@{payload}", "--priority", "3", "--delay", "5m"]) == 0
+    url = ["--url", "memory://"]
+    assert main([*url, "put", "emails", f"@{payload}", "--priority", "3", "--delay", "5m"]) == 0
     assert capsys.readouterr().out.strip().isdigit()
-    assert main(["stats", "--json"]) == 0
+    assert main([*url, *["stats", "--json"]]) == 0
     assert json.loads(capsys.readouterr().out) == []
-    assert main(["stats"]) == 0
+    assert main([*url, *["stats"]]) == 0
     assert capsys.readouterr().out.strip() == "no jobs"
-    assert main(["failed"]) == 0
+    assert main([*url, *["failed"]]) == 0
     assert capsys.readouterr().out.strip() == "no failed jobs"
-    assert main(["requeue", "--all"]) == 0
+    assert main([*url, *["requeue", "--all"]]) == 0
     assert capsys.readouterr().out.strip() == "requeued 0 job(s)"
-    assert main(["prune", "--older-than", "7d", "--state", "failed"]) == 0
+    assert main([*url, *["prune", "--older-than", "7d", "--state", "failed"]]) == 0
     assert capsys.readouterr().out.strip() == "pruned 0 job(s)"
