@@ -43,7 +43,7 @@ from taskmaster_core import (
 from . import _schema
 from ._listener import Listener, NullSubscription
 from ._names import TableNames, check_queue_name
-from ._sql import Statements
+from ._sql import STAGE_TYPES, Statements
 
 __all__ = ["PostgresBroker"]
 
@@ -51,6 +51,9 @@ _FINISHED = frozenset({JobState.DONE, JobState.FAILED})
 _SETTLE_KINDS = frozenset({"ack", "fail", "retry"})
 _broker_numbers = itertools.count(1)
 _json_encode = msgspec.json.Encoder().encode
+
+COPY_THRESHOLD = 64
+"""Batches of at least this many jobs (without dedup keys) are put by COPY."""
 
 
 def describe_dsn(dsn: str) -> str:
@@ -69,6 +72,38 @@ def describe_dsn(dsn: str) -> str:
 def _text(value: str | None) -> str | None:
     """Postgres text cannot hold NUL; error messages may contain it."""
     return None if value is None else value.replace("\x00", "\\x00")
+
+
+def _headers(headers: dict[str, str] | None) -> str | None:
+    return _text(_json_encode(headers).decode()) if headers else None
+
+
+def _one_params(job: NewJob) -> dict[str, Any]:
+    return {
+        "queue": job.queue,
+        "payload": job.payload,
+        "serializer": job.serializer,
+        "priority": job.priority,
+        "delay": float(job.delay),
+        "run_at": None if job.run_at is None else float(job.run_at),
+        "max_attempts": job.max_attempts,
+        "dedup_key": job.dedup_key,
+        "headers": _headers(job.headers),
+    }
+
+
+def _put_params(jobs: Sequence[NewJob]) -> dict[str, list[Any]]:
+    return {
+        "queues": [j.queue for j in jobs],
+        "payloads": [j.payload for j in jobs],
+        "serializers": [j.serializer for j in jobs],
+        "priorities": [j.priority for j in jobs],
+        "delays": [float(j.delay) for j in jobs],
+        "run_ats": [None if j.run_at is None else float(j.run_at) for j in jobs],
+        "max_attempts": [j.max_attempts for j in jobs],
+        "dedup_keys": [j.dedup_key for j in jobs],
+        "headers": [_headers(j.headers) for j in jobs],
+    }
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -182,11 +217,15 @@ class PostgresBroker(BrokerBase):
                 )
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        if self._statement_timeout is not None:
-            conn.execute(
-                "SELECT set_config('statement_timeout', %s, false)",
-                [f"{round(self._statement_timeout * 1000)}ms"],
-            )
+        # JIT compilation pays off for long analytical queries, never for a job
+        # queue's short statements: on a 10,000-job put it added ~400 ms.
+        timeout = (
+            "0" if self._statement_timeout is None else f"{round(self._statement_timeout * 1000)}ms"
+        )
+        conn.execute(
+            "SELECT set_config('jit', 'off', false), set_config('statement_timeout', %s, false)",
+            [timeout],
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -242,37 +281,66 @@ class PostgresBroker(BrokerBase):
             raise BrokerClosedError("put: the broker is not open")
         if not jobs:
             return []
-        params = self._put_params(jobs)
-        if connection is None:
-            with self._connection("put") as conn:
-                rows = conn.execute(self._sql.put, params).fetchall()
-        else:
-            try:  # the caller's transaction decides: no commit here
-                with connection.cursor(row_factory=tuple_row) as cur:
-                    rows = cur.execute(self._sql.put, params).fetchall()
-            except psycopg.Error as exc:
-                raise BrokerError(f"put failed on the caller's connection: {exc}") from exc
-        return [row[0] for row in rows]
-
-    @staticmethod
-    def _put_params(jobs: Sequence[NewJob]) -> dict[str, list[Any]]:
         for job in jobs:
             check_queue_name(job.queue)
             if job.dedup_key is not None and "\x00" in job.dedup_key:
                 raise ConfigurationError(f"dedup key {job.dedup_key!r} contains a NUL character")
-        return {
-            "queues": [j.queue for j in jobs],
-            "payloads": [j.payload for j in jobs],
-            "serializers": [j.serializer for j in jobs],
-            "priorities": [j.priority for j in jobs],
-            "delays": [float(j.delay) for j in jobs],
-            "run_ats": [None if j.run_at is None else float(j.run_at) for j in jobs],
-            "max_attempts": [j.max_attempts for j in jobs],
-            "dedup_keys": [j.dedup_key for j in jobs],
-            "headers": [
-                _text(_json_encode(j.headers).decode()) if j.headers else None for j in jobs
-            ],
-        }
+        if connection is None:
+            with self._connection("put") as conn:
+                return self._put_on(conn, jobs, own=True)
+        try:  # the caller's transaction decides: no commit here
+            return self._put_on(connection, jobs, own=False)
+        except psycopg.Error as exc:
+            raise BrokerError(f"put failed on the caller's connection: {exc}") from exc
+
+    def _put_on(
+        self, conn: psycopg.Connection[Any], jobs: Sequence[NewJob], *, own: bool
+    ) -> list[int | None]:
+        """Put on ``conn`` by the cheapest route for this batch: one row
+        (scalar parameters), a large batch without dedup keys (binary COPY),
+        anything else (arrays through unnest, which aligns dedup skips)."""
+        with conn.cursor(row_factory=tuple_row) as cur:
+            if len(jobs) == 1:
+                row = cur.execute(self._sql.put_one, _one_params(jobs[0])).fetchone()
+                return [None if row is None else row[0]]
+            if len(jobs) >= COPY_THRESHOLD and all(j.dedup_key is None for j in jobs):
+                return self._put_by_copy(conn, cur, jobs, own=own)
+            return [row[0] for row in cur.execute(self._sql.put, _put_params(jobs)).fetchall()]
+
+    def _put_by_copy(
+        self,
+        conn: psycopg.Connection[Any],
+        cur: psycopg.Cursor[Any],
+        jobs: Sequence[NewJob],
+        *,
+        own: bool,
+    ) -> list[int | None]:
+        # A transaction (a savepoint inside the caller's) holds the staged rows:
+        # the staging table empties itself at commit.
+        with conn.transaction():
+            if not own:
+                cur.execute("SET LOCAL jit = off")
+            cur.execute(self._sql.put_stage_create)
+            with cur.copy(self._sql.put_stage_copy) as copy:
+                copy.set_types(STAGE_TYPES)
+                for ord_, job in enumerate(jobs):
+                    copy.write_row(
+                        (
+                            ord_,
+                            job.queue,
+                            job.payload,
+                            job.serializer,
+                            job.priority,
+                            float(job.delay),
+                            None if job.run_at is None else float(job.run_at),
+                            job.max_attempts,
+                            _headers(job.headers),
+                        )
+                    )
+            ids = sorted(row[0] for row in cur.execute(self._sql.put_from_stage).fetchall())
+        if len(ids) != len(jobs):  # pragma: no cover - nothing can skip a row here
+            raise BrokerError(f"put stored {len(ids)} of {len(jobs)} jobs")
+        return list(ids)
 
     # -- claiming and settling --------------------------------------------------
 

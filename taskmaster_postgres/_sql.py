@@ -61,6 +61,56 @@ inserted AS (
 SELECT inserted.id FROM input LEFT JOIN inserted ON inserted.id = input.id ORDER BY input.ord
 """
 
+# One job, no arrays: the common put from application code.
+_PUT_ONE = """
+INSERT INTO {t} AS j (queue, payload, serializer, state, priority, attempts, max_attempts,
+                      run_at, dedup_key, headers, created_at, updated_at)
+VALUES (%(queue)s::text, %(payload)b::bytea, %(serializer)s::text, 'queued', %(priority)s::int4,
+        0, %(max_attempts)s::int4,
+        coalesce(to_timestamp(%(run_at)s::float8), now() + %(delay)s::float8 * interval '1 second'),
+        %(dedup_key)s::text, %(headers)s::jsonb, now(), now())
+ON CONFLICT (queue, dedup_key)
+    WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running')
+    DO NOTHING
+RETURNING j.id
+"""
+
+# Large batches without dedup keys travel by binary COPY into a session-local
+# staging table (COPY costs the client a fraction of what adapting nine arrays
+# does), then one INSERT ... SELECT moves them. The identity default is
+# evaluated after the ORDER BY (Postgres computes volatile expressions above
+# a sort), so ids ascend in input order: the caller sorts the returned ids.
+PUT_STAGE = "taskmaster_put_stage"
+STAGE_COLUMNS = (
+    "ord",
+    "queue",
+    "payload",
+    "serializer",
+    "priority",
+    "delay",
+    "run_at",
+    "max_attempts",
+    "headers",
+)
+STAGE_TYPES = ("int4", "text", "bytea", "text", "int4", "float8", "float8", "int4", "text")
+_PUT_STAGE_CREATE = """
+CREATE TEMP TABLE IF NOT EXISTS {stage} (
+    ord int4, queue text, payload bytea, serializer text, priority int4, delay float8,
+    run_at float8, max_attempts int4, headers text
+) ON COMMIT DELETE ROWS
+"""
+_PUT_STAGE_COPY = "COPY {stage} ({stage_columns}) FROM STDIN (FORMAT BINARY)"
+_PUT_FROM_STAGE = """
+INSERT INTO {t} AS j (queue, payload, serializer, state, priority, attempts, max_attempts,
+                      run_at, headers, created_at, updated_at)
+SELECT s.queue, s.payload, s.serializer, 'queued', s.priority, 0, s.max_attempts,
+       coalesce(to_timestamp(s.run_at), now() + s.delay * interval '1 second'),
+       s.headers::jsonb, now(), now()
+FROM {stage} AS s
+ORDER BY s.ord
+RETURNING j.id
+"""
+
 # Reclaim expired leases of the requested queues. Run as its own statement just
 # before the claim (same pipeline, one round trip): a later statement takes a new
 # snapshot, so the jobs put back to 'queued' here are claimable by the claim.
@@ -262,12 +312,18 @@ class Statements:
             "returning": sql.SQL(_CLAIM_RETURNING),
             "columns": sql.SQL(JOB_COLUMNS),
             "ack_deletes": sql.SQL("false" if keep_done else "true"),
+            "stage": sql.Identifier("pg_temp", PUT_STAGE),
+            "stage_columns": sql.SQL(", ").join(map(sql.Identifier, STAGE_COLUMNS)),
         }
 
         def render(template: str) -> bytes:
             return sql.SQL(template).format(**fields).as_bytes(None)
 
         self.put = render(_PUT)
+        self.put_one = render(_PUT_ONE)
+        self.put_stage_create = render(_PUT_STAGE_CREATE)
+        self.put_stage_copy = render(_PUT_STAGE_COPY)
+        self.put_from_stage = render(_PUT_FROM_STAGE)
         self.reclaim = render(_RECLAIM)
         self.claim = render(_CLAIM)
         self.settle = render(_SETTLE)
