@@ -1,0 +1,195 @@
+"""results.json, results.md and the PNG plots of one run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ._common import percentile
+
+PEERS = ("procrastinate", "pgqueuer")
+DASH = "\u2013"  # en dash, for ranges
+TIMES = "\u00d7"  # multiplication sign, for ratios
+
+
+def row_specs(concurrencies: list[int], first: int) -> list[tuple[str, str, str, str | None]]:
+    """(result key, label, unit, raw-SQL key)."""
+    specs: list[tuple[str, str, str, str | None]] = [
+        ("put_one", "1. put, one job per call", "jobs/s", "raw_insert_1"),
+        ("put_many", "2. put many (bulk API)", "jobs/s", "raw_insert_100"),
+    ]
+    for c in concurrencies:
+        raw = "raw_delete_1" if c == 1 else None
+        specs.append((f"burn_c{c}", f"3. process no-op jobs, concurrency {c}", "jobs/s", raw))
+    specs += [
+        ("burn_best", "3. process no-op jobs, best concurrency", "jobs/s", "raw_delete_100"),
+        ("latency_p50", "4. put→start, idle consumer, p50", "ms", None),
+        ("latency_p90", "4. put→start, idle consumer, p90", "ms", None),
+        ("latency_p99", "4. put→start, idle consumer, p99", "ms", None),
+        ("mixed_rate", "5. mixed load: processed while putting", "jobs/s", None),
+        ("mixed_p99", "5. mixed load: put→start p99", "ms", None),
+        ("memory_burn", "6. memory broker, process no-op jobs", "jobs/s", None),
+        ("backlog_rate_small", f"7. first {first:,} jobs, small backlog", "jobs/s", None),
+        ("backlog_rate_large", f"7. first {first:,} jobs, large backlog", "jobs/s", None),
+        ("backlog_ratio", "7. rate ratio large/small backlog", "ratio", None),
+        ("backlog_ratio_failed", "7. same, with failed rows kept", "ratio", None),
+        ("backlog_ratio_failed_vs_clean", "7. small backlog: failed rows / none", "ratio", None),
+        ("rss_ratio", "8. worker RSS ratio (large / small run)", "ratio", None),
+    ]
+    return specs
+
+
+def fmt(value: float, unit: str) -> str:
+    if unit == "ms":
+        return f"{value:.2f}"
+    if unit == "ratio":
+        return f"{value:.3f}"
+    return f"{value:,.0f}"
+
+
+def cell(entry: dict[str, Any] | None, unit: str) -> str:
+    if not entry:
+        return "—"
+    text = fmt(entry["median"], unit)
+    if len(entry.get("values", [])) > 1:
+        text += f" ({fmt(entry['min'], unit)}{DASH}{fmt(entry['max'], unit)})"
+    if entry.get("capped"):
+        text += " ⏱"
+    if "concurrency" in entry and unit == "jobs/s":
+        text += f" @c={entry['concurrency']}"
+    return text
+
+
+def ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
+    if not a or not b or not b["median"]:
+        return "—"
+    return f"{a['median'] / b['median']:.2f}{TIMES}"
+
+
+def markdown_table(data: dict[str, Any]) -> str:
+    results = data["results"]
+    concurrencies = list(data["config"]["concurrencies"])
+    labels = {name: info["label"] for name, info in data["systems"].items()}
+    head = [
+        "row",
+        "unit",
+        labels.get("taskmaster", "Taskmaster"),
+        labels.get("procrastinate", "procrastinate"),
+        labels.get("pgqueuer", "PgQueuer"),
+        "raw SQL (pgbench)",
+        "TM / procrastinate",
+        "TM / PgQueuer",
+        "TM / raw SQL",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, label, unit, raw_key in row_specs(concurrencies, data["config"]["backlog_measure"]):
+        row = results.get(key, {})
+        raw = results.get(raw_key, {}).get("rawsql") if raw_key else None
+        if not row and not raw:
+            continue
+        tm = row.get("taskmaster")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    label,
+                    unit,
+                    cell(tm, unit),
+                    cell(row.get("procrastinate"), unit),
+                    cell(row.get("pgqueuer"), unit),
+                    cell(raw, "jobs/s") if raw else "—",
+                    ratio(tm, row.get("procrastinate")),
+                    ratio(tm, row.get("pgqueuer")),
+                    ratio(tm, raw),
+                ]
+            )
+            + " |"
+        )
+    notes = [
+        "",
+        f"Medians of the repeats, (min{DASH}max) when repeated. Ratios are Taskmaster's median "
+        "over the other's: above 1 is better for jobs/s, below 1 is better for ms. "
+        "⏱ = at least one run stopped at the peer's time cap (rate over the jobs done). "
+        "Raw SQL is in rows/s.",
+    ]
+    return "\n".join(lines + notes) + "\n"
+
+
+def write_plots(data: dict[str, Any], out: Path) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plots (pip install -e '.[bench]')")
+        return []
+    labels = {name: info["label"] for name, info in data["systems"].items()}
+    written = []
+    burn = data["samples"].get("burn", {})
+    latency = data["samples"].get("latency", {})
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    ax = axes[0]
+    for name, by_conc in burn.items():
+        concs = sorted(int(c) for c in by_conc)
+        med = [by_conc[c]["median"] for c in concs]
+        low = [by_conc[c]["median"] - by_conc[c]["min"] for c in concs]
+        high = [by_conc[c]["max"] - by_conc[c]["median"] for c in concs]
+        ax.errorbar(concs, med, yerr=[low, high], marker="o", capsize=3, label=labels[name])
+    raw = data["results"].get("raw_delete_100", {}).get("rawsql")
+    if raw:
+        ax.axhline(raw["median"], linestyle="--", color="grey", label="raw SQL DELETE…LIMIT 100")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrency (worker threads / async tasks)")
+    ax.set_ylabel("jobs/s (log)")
+    ax.set_title("Burn-down of a pre-filled queue, no-op jobs")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax = axes[1]
+    for name, samples in latency.items():
+        ordered = sorted(samples)
+        n = len(ordered)
+        ax.plot(ordered, [(i + 1) / n for i in range(n)], label=labels[name])
+    ax.set_xscale("log")
+    ax.set_xlabel("put → handler start (ms, log)")
+    ax.set_ylabel("fraction of jobs")
+    ax.set_title("Latency with an idle consumer (CDF)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = out / "benchmarks.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+    return written
+
+
+def write_all(data: dict[str, Any], out: Path) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(data)
+    samples = data["samples"]
+    summary = {
+        "latency": {
+            name: {p: percentile(vals, p) for p in (50, 90, 99, 99.9)}
+            for name, vals in samples.get("latency", {}).items()
+        }
+    }
+    (out / "results.json").write_text(
+        json.dumps({**data, "latency_summary": summary}, indent=2, default=str)
+    )
+    machine = data["machine"]
+    header = (
+        f"# Benchmark run\n\n{machine['nproc']} CPUs ({machine['cpu']}), "
+        f"{machine['memory_gib']} GiB, PostgreSQL {machine['postgres']} on the same machine, "
+        f"Python {machine['python']}; taskmaster {machine['taskmaster_commit']}; "
+        f"run took {data['seconds']:.0f} s.\n\n"
+    )
+    settings = "\n".join(
+        f"- **{info['label']}**: {info['settings']}" for info in data["systems"].values()
+    )
+    skipped = "".join(f"\n- skipped (not installed): {name}" for name in data["skipped"])
+    (out / "results.md").write_text(header + table + "\nSettings:\n\n" + settings + skipped + "\n")
+    write_plots(data, out)
+    return table
