@@ -81,6 +81,7 @@ class Consumer:
         poll_interval: float = 1.0,
         prefetch: int | None = None,
         flush_interval: float = 0.0,
+        job_timeout: float | None = None,
         plugins: bool | pluggy.PluginManager = True,
         name: str | None = None,
     ) -> None:
@@ -99,6 +100,8 @@ class Consumer:
             raise ConfigurationError(f"prefetch must be >= 0, got {prefetch!r}")
         if flush_interval < 0:
             raise ConfigurationError(f"flush_interval must be >= 0, got {flush_interval!r}")
+        if job_timeout is not None and job_timeout <= 0:
+            raise ConfigurationError(f"job_timeout must be > 0 seconds, got {job_timeout!r}")
         self._options: dict[str, Any] = {
             "concurrency": concurrency,
             "middleware": middleware,
@@ -109,6 +112,7 @@ class Consumer:
             "poll_interval": poll_interval,
             "prefetch": prefetch,
             "flush_interval": flush_interval,
+            "job_timeout": job_timeout,
             "plugins": plugins,
             "name": name,
         }
@@ -131,6 +135,7 @@ class Consumer:
         self.poll_interval = float(poll_interval)
         self.prefetch = max(16, 4 * concurrency) if prefetch is None else prefetch
         self.flush_interval = float(flush_interval)
+        self.job_timeout = job_timeout
         self.name = name or f"consumer[{','.join(self.queues)}]"
         self._serializers = SerializerRegistry(pm)
         self._process = compose_process(layers, self._call_handler)
@@ -152,7 +157,8 @@ class Consumer:
         self._stopping = False
         self._settler_done = False
         self._threads: list[threading.Thread] = []
-        self._workers: list[threading.Thread] = []
+        self._workers: list[tuple[threading.Thread, _Slot]] = []
+        self._worker_count = 0
         self._subscription: Subscription | None = None
         self._started = False
         self._stopped = threading.Event()
@@ -191,8 +197,8 @@ class Consumer:
         self._subscription = self.broker.subscribe(self.queues, self._on_signal)
         self._spawn(self._fetch_loop, "fetcher")
         self._spawn(self._settle_loop, "settler")
-        for index in range(self.concurrency):
-            self._workers.append(self._spawn(self._work_loop, f"worker-{index}"))
+        for _ in range(self.concurrency):
+            self._add_worker()
 
     def stop(self, timeout: float | None = 30.0) -> bool:
         """Stop: claim no more, return unstarted jobs to the queue, wait up to
@@ -216,11 +222,13 @@ class Consumer:
             self._subscription.close()
         self._join(self._threads[0], deadline)  # the fetcher
         self._return_unstarted()
-        for _ in self._workers:
+        with self._lock:
+            workers = [thread for thread, _ in self._workers]
+        for _ in workers:
             self._work.put(None)  # one stop sentinel per worker
-        for worker in self._workers:
+        for worker in workers:
             self._join(worker, deadline)
-        busy = [w.name for w in self._workers if w.is_alive()]
+        busy = [w.name for w in workers if w.is_alive()]
         self._return_unstarted()  # anything a worker left behind as it stopped
         with self._lock:
             self._settler_done = True
@@ -268,9 +276,23 @@ class Consumer:
         self.stop()
 
     @property
+    def workers_alive(self) -> int:
+        """Worker threads alive and not abandoned (a stuck one is replaced)."""
+        with self._lock:
+            return sum(thread.is_alive() for thread, _ in self._workers)
+
+    @property
     def held(self) -> int:
         """Jobs claimed and not yet settled (waiting or running)."""
         return len(self._held)
+
+    def _add_worker(self) -> None:
+        """Start one more worker thread (at start, and to replace a stuck one)."""
+        slot = _Slot()
+        self._worker_count += 1
+        thread = self._spawn(lambda: self._work_loop(slot), f"worker-{self._worker_count}")
+        with self._lock:
+            self._workers.append((thread, slot))
 
     def _spawn(self, target: Callable[[], None], role: str) -> threading.Thread:
         thread = threading.Thread(target=target, name=f"{self.name}-{role}", daemon=True)
@@ -360,7 +382,7 @@ class Consumer:
 
     # -- workers -----------------------------------------------------------
 
-    def _work_loop(self) -> None:
+    def _work_loop(self, slot: _Slot) -> None:
         work = self._work
         lock = self._lock
         held = self._held
@@ -373,8 +395,13 @@ class Consumer:
             if self._stopping:
                 work.put(claimed)  # not started: stop() returns it to the queue
                 return
+            slot.started = time.monotonic()
+            slot.job = claimed
             settlement = self._run(claimed)
             with lock:
+                if slot.abandoned:
+                    return  # timed out: the watchdog settled the job and replaced us
+                slot.job = None
                 held.pop(claimed.id, None)
                 pending.append(settlement)
                 if len(pending) == 1:
@@ -467,16 +494,21 @@ class Consumer:
     def _settle_loop(self) -> None:
         interval = self.lease / 3
         next_beat = time.monotonic() + interval
+        watch = None if self.job_timeout is None else min(1.0, max(0.05, self.job_timeout / 4))
+        next_watch = float("inf") if watch is None else time.monotonic() + watch
         failures = 0
         batch: list[Settlement] = []
         while True:
             with self._lock:
                 while not self._pending and not self._settler_done:
-                    timeout = next_beat - time.monotonic()
+                    timeout = min(next_beat, next_watch) - time.monotonic()
                     if timeout <= 0:
                         break
                     self._settle_signal.wait(timeout)
                 done = self._settler_done
+            if watch is not None and time.monotonic() >= next_watch:
+                self._check_timeouts()
+                next_watch = time.monotonic() + watch
             if self.flush_interval and not done:
                 time.sleep(self.flush_interval)
             with self._lock:
@@ -528,6 +560,40 @@ class Consumer:
                     if not self._pending:
                         return
 
+    def _check_timeouts(self) -> None:
+        """Settle the jobs whose handler overran ``job_timeout`` (retried per
+        policy, or failed on the last attempt) and put a fresh worker thread
+        in place of each stuck one. The stuck thread cannot be killed: it is
+        left to finish on its own, and its result is discarded."""
+        assert self.job_timeout is not None
+        limit = self.job_timeout
+        now = time.monotonic()
+        overran: list[ClaimedJob] = []
+        with self._lock:
+            for thread, slot in list(self._workers):
+                job = slot.job
+                if job is None or now - slot.started <= limit:
+                    continue
+                slot.abandoned = True
+                self._workers.remove((thread, slot))
+                self._held.pop(job.id, None)
+                self._pending.append(
+                    self._after_error(job, f"handler timed out after {limit:g}s", None)
+                )
+                overran.append(job)
+        for job in overran:
+            logger.error(
+                "status=timeout queue=%s job=%s attempt=%s: handler ran over %gs; "
+                "its thread is abandoned and replaced",
+                job.queue,
+                job.id,
+                job.attempt,
+                limit,
+                extra={"queue": job.queue, "job_id": job.id, "attempt": job.attempt},
+            )
+            if not self._stopping:
+                self._add_worker()
+
     def _note_retries(self, batch: list[Settlement]) -> None:
         """Wake the fetcher when a retry this consumer just recorded falls due,
         instead of leaving it to the next poll."""
@@ -552,6 +618,17 @@ class Consumer:
             return
         if refused:
             logger.warning("%s: leases of jobs %s were lost", self.name, refused)
+
+
+class _Slot:
+    """What one worker thread is running, for the job-timeout watchdog."""
+
+    __slots__ = ("abandoned", "job", "started")
+
+    def __init__(self) -> None:
+        self.job: ClaimedJob | None = None
+        self.started = 0.0
+        self.abandoned = False
 
 
 def _remaining(deadline: float | None, minimum: float = 0.0) -> float | None:

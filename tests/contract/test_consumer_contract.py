@@ -83,7 +83,7 @@ def test_handler_outcomes_end_in_the_right_state(broker: Broker) -> None:
     consumer = Consumer(broker, "q", handler, concurrency=2, retry=FAST_RETRY, poll_interval=0.05)
     with consumer:
         wait_until(lambda: settled(broker), timeout=30)
-        assert all(worker.is_alive() for worker in consumer._workers)
+        assert consumer.workers_alive == 2
         # The workers still work after all that.
         publisher.put("q", "ack")
         wait_until(lambda: settled(broker), timeout=30)
@@ -306,3 +306,35 @@ def test_put_while_consuming_is_picked_up_promptly(broker: Broker, concurrency: 
     ):
         Publisher(broker).put("q", 1)
         assert done.wait(10)  # woken by the broker's signal, not the 30 s poll
+
+
+def test_a_handler_that_never_returns_times_out_and_its_worker_is_replaced(
+    broker: Broker,
+) -> None:
+    publisher = Publisher(broker, max_attempts=2)
+    stuck_id = publisher.put("q", "hang")
+    forever = threading.Event()
+    done: list[Any] = []
+
+    def handler(job: Job) -> Any:
+        if job.payload == "hang":
+            forever.wait(60)
+            return ACK  # too late: the watchdog has settled this run already
+        done.append(job.payload)
+        return ACK
+
+    consumer = Consumer(
+        broker, "q", handler, concurrency=1, job_timeout=0.3, retry=FAST_RETRY, poll_interval=0.05
+    )
+    try:
+        with consumer:
+            wait_until(lambda: bool(broker.jobs(states=[JobState.FAILED])), timeout=20)
+            publisher.put("q", "after")
+            wait_until(lambda: done == ["after"], timeout=20)
+            assert consumer.workers_alive == 1
+    finally:
+        forever.set()
+    (failed,) = broker.jobs(states=[JobState.FAILED])
+    assert failed.id == stuck_id
+    assert failed.attempts == 2
+    assert "attempts used up (2/2): handler timed out after 0.3s" in (failed.last_error or "")
