@@ -393,7 +393,9 @@ class PostgresBroker(BrokerBase):
             "delays": [float(s.delay) for s in settlements],
         }
         with self._connection("settle") as conn:
-            row = conn.execute(self._sql.settle, params).fetchone()
+            # Planned per call: a cached generic plan does not know the batch size
+            # and may join the batch by a nested loop (quadratic in it).
+            row = conn.execute(self._sql.settle, params, prepare=False).fetchone()
         return list(row[0]) if row is not None else []
 
     def extend(self, leases: Sequence[Lease], lease: float) -> list[int]:
@@ -406,7 +408,7 @@ class PostgresBroker(BrokerBase):
             "lease": float(lease),
         }
         with self._connection("extend") as conn:
-            row = conn.execute(self._sql.extend, params).fetchone()
+            row = conn.execute(self._sql.extend, params, prepare=False).fetchone()
         return list(row[0]) if row is not None else []
 
     def release(self, leases: Sequence[Lease]) -> int:
@@ -415,7 +417,7 @@ class PostgresBroker(BrokerBase):
             return 0
         params = {"ids": [x.id for x in leases], "tokens": [x.token for x in leases]}
         with self._connection("release") as conn:
-            row = conn.execute(self._sql.release, params).fetchone()
+            row = conn.execute(self._sql.release, params, prepare=False).fetchone()
         return int(row[0]) if row is not None else 0
 
     def _require_open(self, action: str) -> None:
