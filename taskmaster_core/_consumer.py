@@ -4,9 +4,12 @@ Threads (all daemons, named after the consumer):
 
 - the **fetcher** claims jobs in batches sized to the free slots
   (``concurrency`` running + ``prefetch`` waiting) and feeds them to an
-  in-process queue. It sleeps until the broker signals new work, a slot
-  frees up, a local retry falls due, or ``poll_interval`` passes — so a lost
-  notification only delays a job;
+  in-process queue. By default ``prefetch`` adapts to the jobs: enough to
+  keep the workers busy for about 0.1 s at the handler time measured so far
+  (so fast jobs come hundreds to a claim and slow ones one at a time).
+  It sleeps until the broker signals new work, a slot frees up, a local
+  retry falls due, or ``poll_interval`` passes — so a lost notification
+  only delays a job;
 - ``concurrency`` **workers** decode each job, run it through the
   middleware chain and the handler, and turn the result into a settlement.
   Nothing a handler does (raise, return garbage, call ``sys.exit``) ends a
@@ -49,6 +52,14 @@ Handler = Callable[[Job], Any]
 
 _MAX_CLAIM = 500
 """Largest batch one claim asks for."""
+_MAX_PREFETCH = 500
+"""Most jobs the adaptive prefetch holds waiting."""
+_PREFETCH_WINDOW = 0.1
+"""The adaptive prefetch holds about this many seconds of work per worker."""
+_INITIAL_JOB_SECONDS = 0.01
+"""Handler time assumed before any was measured."""
+_SMOOTHING = 0.05
+"""Weight of the newest handler time in the running average."""
 _MAX_BACKOFF = 5.0
 """Cap on the wait between attempts to reach a failing broker."""
 _JOIN_SLICE = 0.05
@@ -133,19 +144,22 @@ class Consumer:
         self.retry = retry if retry is not None else RetryPolicy()
         self.lease = float(lease)
         self.poll_interval = float(poll_interval)
-        self.prefetch = max(16, 4 * concurrency) if prefetch is None else prefetch
+        self.prefetch = prefetch
+        """Jobs held beyond the running ones; ``None``: adaptive (see the module docstring)."""
         self.flush_interval = float(flush_interval)
         self.job_timeout = job_timeout
         self.name = name or f"consumer[{','.join(self.queues)}]"
         self._serializers = SerializerRegistry(pm)
         self._process = compose_process(layers, self._call_handler)
 
-        self._capacity = concurrency + self.prefetch
-        # Claim again once this many jobs are held or fewer (half the capacity).
-        self._refill_level = self._capacity // 2
+        # Seconds a handler takes, smoothed; the adaptive prefetch follows it.
+        self._job_seconds = _INITIAL_JOB_SECONDS
+        self._capacity = 0
+        self._refill_level = 0
+        self._resize()
         # Stop claiming while this many outcomes wait to be recorded (the
         # broker is slow or down); the settler wakes the fetcher when it catches up.
-        self._max_pending = max(1024, 8 * self._capacity)
+        self._max_pending = max(1024, 8 * (concurrency + _MAX_PREFETCH))
         self._throttled = False
         self._lock = threading.Lock()
         self._held: dict[int, Lease] = {}
@@ -305,11 +319,22 @@ class Consumer:
 
     # -- fetcher -----------------------------------------------------------
 
+    def _resize(self) -> None:
+        """Set how many jobs to hold (running + waiting), and the level at or
+        below which to claim again (half of it)."""
+        prefetch = self.prefetch
+        if prefetch is None:
+            per_worker = _PREFETCH_WINDOW / max(self._job_seconds, 1e-6)
+            prefetch = min(_MAX_PREFETCH, int(self.concurrency * per_worker))
+        self._capacity = self.concurrency + prefetch
+        self._refill_level = self._capacity // 2
+
     def _fetch_loop(self) -> None:
         failures = 0
         while not self._stopping:
             # Clear before looking, so a signal that arrives meanwhile is kept.
             self._wake.clear()
+            self._resize()
             with self._lock:
                 held = len(self._held)
                 backlog = len(self._pending)
@@ -387,7 +412,7 @@ class Consumer:
         lock = self._lock
         held = self._held
         pending = self._pending
-        refill = self._refill_level
+        clock = time.perf_counter
         while True:
             claimed = work.get()
             if claimed is None:
@@ -397,7 +422,9 @@ class Consumer:
                 return
             slot.started = time.monotonic()
             slot.job = claimed
+            began = clock()
             settlement = self._run(claimed)
+            self._job_seconds += (clock() - began - self._job_seconds) * _SMOOTHING
             with lock:
                 if slot.abandoned:
                     return  # timed out: the watchdog settled the job and replaced us
@@ -406,7 +433,7 @@ class Consumer:
                 pending.append(settlement)
                 if len(pending) == 1:
                     self._settle_signal.notify()
-                if len(held) == refill:
+                if len(held) == self._refill_level:
                     self._wake.set()
 
     def _run(self, claimed: ClaimedJob) -> Settlement:
