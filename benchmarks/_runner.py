@@ -34,7 +34,7 @@ class Config:
     put_many_batch: int = 10_000
     burn_taskmaster: int = 100_000
     burn_peer: int = 20_000
-    burn_cap_taskmaster: float = 120.0
+    burn_cap_taskmaster: float = 40.0
     burn_cap_peer: float = 6.0
     concurrencies: tuple[int, ...] = (1, 4, 8, 16, 32)
     latency_jobs: int = 500
