@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -43,7 +44,7 @@ from taskmaster_core import (
 from . import _schema
 from ._listener import Listener, NullSubscription
 from ._names import TableNames, check_queue_name
-from ._sql import STAGE_TYPES, Statements
+from ._sql import RECLAIM_BATCH, STAGE_TYPES, Statements
 
 __all__ = ["PostgresBroker"]
 
@@ -117,7 +118,9 @@ class PostgresBroker(BrokerBase):
     pooling mode: ``subscribe`` works but never calls back, consumers poll.
     ``prepare_threshold`` is psycopg's (executions before a statement is
     prepared server-side); ``None`` disables prepared statements for poolers
-    that cannot carry them.
+    that cannot carry them. ``reclaim_interval``: a claim also looks for
+    expired leases at most this often (seconds; 0 = on every claim), so a
+    dead worker's job comes back within ``lease + reclaim_interval``.
     """
 
     def __init__(
@@ -135,6 +138,7 @@ class PostgresBroker(BrokerBase):
         application_name: str | None = None,
         prepare_threshold: int | None = 5,
         max_reconnect_backoff: float = 5.0,
+        reclaim_interval: float = 1.0,
     ) -> None:
         if not isinstance(dsn, str) or not dsn:
             raise ConfigurationError(f"dsn must be a non-empty string, got {dsn!r}")
@@ -167,6 +171,10 @@ class PostgresBroker(BrokerBase):
             "connect_timeout": max(1, round(connect_timeout)),
         }
         self._prepare_threshold = prepare_threshold
+        if reclaim_interval < 0:
+            raise ConfigurationError("reclaim_interval must be >= 0 seconds")
+        self.reclaim_interval = reclaim_interval
+        self._next_reclaim = 0.0
         self._sql = Statements(self.names, keep_done=keep_done)
         self._lock = threading.Lock()
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
@@ -350,16 +358,25 @@ class PostgresBroker(BrokerBase):
                 raise BrokerClosedError("claim: the broker is not open")
             return []
         queue_list = list(dict.fromkeys(queues))  # the claim statement needs them distinct
+        params = {"queues": queue_list, "limit": limit, "lease": float(lease)}
+        now = time.monotonic()
+        reclaim = now >= self._next_reclaim
+        if reclaim:
+            self._next_reclaim = now + self.reclaim_interval
         with self._connection("claim") as conn:
-            # Two statements, one round trip: reclaim expired leases, then claim.
-            # The claim's snapshot is taken after the reclaim committed, so jobs
-            # put back to 'queued' are claimable by this very call.
-            with conn.pipeline():
-                conn.execute(self._sql.reclaim, {"queues": queue_list})
-                cur = conn.execute(
-                    self._sql.claim,
-                    {"queues": queue_list, "limit": limit, "lease": float(lease)},
-                )
+            if reclaim:
+                # Two statements, one round trip: reclaim expired leases, then
+                # claim. The claim's snapshot is taken after the reclaim
+                # committed, so jobs put back to 'queued' are claimable by this
+                # very call.
+                with conn.pipeline():
+                    swept = conn.execute(self._sql.reclaim, {"queues": queue_list})
+                    cur = conn.execute(self._sql.claim, params)
+                found = swept.fetchone()
+                if found is not None and found[0] >= RECLAIM_BATCH:
+                    self._next_reclaim = 0.0  # more may be waiting: sweep again next claim
+            else:
+                cur = conn.execute(self._sql.claim, params)
             rows = cur.fetchall()
         return [
             ClaimedJob(

@@ -80,6 +80,9 @@ RETURNING j.id
 # does), then one INSERT ... SELECT moves them. The identity default is
 # evaluated after the ORDER BY (Postgres computes volatile expressions above
 # a sort), so ids ascend in input order: the caller sorts the returned ids.
+RECLAIM_BATCH = 1000
+"""Expired leases one reclaim statement takes at most."""
+
 PUT_STAGE = "taskmaster_put_stage"
 STAGE_COLUMNS = (
     "ord",
@@ -118,6 +121,8 @@ _RECLAIM = """
 WITH expired AS (
     SELECT id FROM {t}
     WHERE state = 'running' AND lease_until <= now() AND queue = ANY(%(queues)s::text[])
+    ORDER BY lease_until
+    LIMIT {reclaim_batch}
     FOR UPDATE SKIP LOCKED
 ),
 reclaimed AS (
@@ -321,6 +326,7 @@ class Statements:
             "columns": sql.SQL(JOB_COLUMNS),
             "ack_deletes": sql.SQL("false" if keep_done else "true"),
             "stage": sql.Identifier("pg_temp", PUT_STAGE),
+            "reclaim_batch": sql.Literal(RECLAIM_BATCH),
             "stage_columns": sql.SQL(", ").join(map(sql.Identifier, STAGE_COLUMNS)),
         }
 

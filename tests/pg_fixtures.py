@@ -128,6 +128,8 @@ def harness_factory(pg_dsn: str) -> Iterator[Callable[..., Harness]]:
 
         def make(**options: Any) -> Harness:
             options.setdefault("schema", unique_schema())
+            # advance() jumps time, so look for expired leases on every claim.
+            options.setdefault("reclaim_interval", 0.0)
             broker = PostgresBroker(pg_dsn, **options)
             brokers.append(broker)
             broker.open()
