@@ -11,6 +11,7 @@ this boundary. See docs/postgres.md.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 import time
@@ -190,6 +191,7 @@ class PostgresBroker(BrokerBase):
         with self._lock:
             if self._pool is not None:
                 return
+            self._first_connection()
             pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
                 psycopg_pool.ConnectionPool(
                     self._dsn,
@@ -223,6 +225,28 @@ class PostgresBroker(BrokerBase):
                     max_backoff=self._max_backoff,
                     describe=lambda: describe_dsn(self._dsn),
                 )
+
+    def _first_connection(self) -> None:
+        """Connect once, directly, before starting the pool, retrying for up
+        to ``connect_timeout``: so that a database that turns us away (no such
+        database, wrong password, nobody listening) is reported with the
+        server's own reason, not as a bare pool timeout."""
+        deadline = time.monotonic() + self._connect_timeout
+        pause = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            kwargs = {**self._connect_kwargs, "connect_timeout": max(1, math.ceil(remaining))}
+            try:
+                psycopg.connect(self._dsn, **kwargs).close()
+                return
+            except psycopg.Error as exc:
+                if time.monotonic() + pause >= deadline:
+                    reason = " ".join(str(exc).split())  # one line
+                    raise BrokerError(
+                        f"could not connect to PostgreSQL at {describe_dsn(self._dsn)}: {reason}"
+                    ) from exc
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         # JIT compilation pays off for long analytical queries, never for a job

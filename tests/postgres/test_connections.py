@@ -101,6 +101,18 @@ def test_an_unreachable_server_is_a_clear_broker_error(pg_dsn: str) -> None:
     broker.close()
 
 
+def test_a_missing_database_is_reported_with_the_servers_reason(pg_dsn: str) -> None:
+    broker = PostgresBroker(make_conninfo(pg_dsn, dbname="no_such_db_here"), connect_timeout=1)
+    started = time.monotonic()
+    with pytest.raises(BrokerError) as caught:
+        broker.open()
+    assert time.monotonic() - started < 5
+    message = str(caught.value)
+    assert message.startswith("could not connect to PostgreSQL at ")
+    assert 'database "no_such_db_here" does not exist' in message
+    assert "\n" not in message
+
+
 def test_driver_errors_are_translated(make_pg_harness: Callable[..., Harness]) -> None:
     broker: Any = make_pg_harness(statement_timeout=0.05).broker
     broker.drop_jobs_table()
