@@ -20,7 +20,13 @@ from psycopg import sql
 
 from taskmaster_core import ConfigurationError
 
-__all__ = ["MAX_IDENTIFIER_BYTES", "MAX_QUEUE_NAME_LENGTH", "TableNames", "check_queue_name"]
+__all__ = [
+    "MAX_IDENTIFIER_BYTES",
+    "MAX_QUEUE_NAME_LENGTH",
+    "TableNames",
+    "check_queue_name",
+    "for_parameters",
+]
 
 MAX_IDENTIFIER_BYTES = 63
 """PostgreSQL's identifier limit (NAMEDATALEN - 1) in bytes."""
@@ -64,6 +70,13 @@ def derived_name(table: str, suffix: str) -> str:
     digest = _short_hash(table, 8)
     room = MAX_IDENTIFIER_BYTES - len(f"_{digest}_{suffix}".encode())
     return f"{_truncate_utf8(table, room)}_{digest}_{suffix}"
+
+
+def for_parameters(name: sql.Composable) -> sql.SQL:
+    """``name`` rendered with ``%`` doubled, for a statement run with
+    parameters: psycopg reads every ``%`` of such a query, even inside a
+    quoted identifier, as the start of a placeholder."""
+    return sql.SQL(name.as_string(None).replace("%", "%%"))
 
 
 def check_queue_name(queue: object) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from ._names import VERSIONS_TABLE, TableNames
+from ._names import VERSIONS_TABLE, TableNames, for_parameters
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "applied_version", "drop", "migrate"]
 
@@ -105,6 +105,11 @@ def _versions_table(n: TableNames) -> sql.Identifier:
     return sql.Identifier(n.schema, VERSIONS_TABLE)
 
 
+def _versions_table_p(n: TableNames) -> sql.SQL:
+    """The versions table, for statements run with parameters."""
+    return for_parameters(_versions_table(n))
+
+
 def _versions_table_exists(conn: psycopg.Connection[tuple[object, ...]], n: TableNames) -> bool:
     row = conn.execute(
         "SELECT to_regclass(%s) IS NOT NULL", [_versions_table(n).as_string(None)]
@@ -118,7 +123,7 @@ def applied_version(conn: psycopg.Connection[tuple[object, ...]], n: TableNames)
         return 0
     row = conn.execute(
         sql.SQL("SELECT coalesce(max(version), 0) FROM {} WHERE table_name = %s").format(
-            _versions_table(n)
+            _versions_table_p(n)
         ),
         [n.table],
     ).fetchone()
@@ -154,7 +159,7 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], n: TableNames) -> int:
                 conn.execute(statement)
             conn.execute(
                 sql.SQL("INSERT INTO {} (table_name, version) VALUES (%s, %s)").format(
-                    _versions_table(n)
+                    _versions_table_p(n)
                 ),
                 [n.table, version],
             )
@@ -169,6 +174,6 @@ def drop(conn: psycopg.Connection[tuple[object, ...]], n: TableNames) -> None:
         conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(n.ident(n.notify_fn)))
         if _versions_table_exists(conn, n):
             conn.execute(
-                sql.SQL("DELETE FROM {} WHERE table_name = %s").format(_versions_table(n)),
+                sql.SQL("DELETE FROM {} WHERE table_name = %s").format(_versions_table_p(n)),
                 [n.table],
             )

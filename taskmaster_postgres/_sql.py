@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from ._names import TableNames
+from ._names import TableNames, for_parameters
 
 __all__ = ["Statements"]
 
@@ -330,14 +330,22 @@ class Statements:
             "stage_columns": sql.SQL(", ").join(map(sql.Identifier, STAGE_COLUMNS)),
         }
 
-        def render(template: str) -> bytes:
-            return sql.SQL(template).format(**fields).as_bytes(None)
+        # Statements run with parameters need any "%" in the user's schema and
+        # table names doubled; the staging statements run without parameters.
+        with_parameters = {
+            **fields,
+            **{key: for_parameters(fields[key]) for key in ("t", "id_seq", "token_seq")},
+        }
+
+        def render(template: str, *, parameters: bool = True) -> bytes:
+            chosen = with_parameters if parameters else fields
+            return sql.SQL(template).format(**chosen).as_bytes(None)
 
         self.put = render(_PUT)
         self.put_one = render(_PUT_ONE)
-        self.put_stage_create = render(_PUT_STAGE_CREATE)
-        self.put_stage_copy = render(_PUT_STAGE_COPY)
-        self.put_from_stage = render(_PUT_FROM_STAGE)
+        self.put_stage_create = render(_PUT_STAGE_CREATE, parameters=False)
+        self.put_stage_copy = render(_PUT_STAGE_COPY, parameters=False)
+        self.put_from_stage = render(_PUT_FROM_STAGE, parameters=False)
         self.reclaim = render(_RECLAIM)
         self.claim = render(_CLAIM)
         self.settle = render(_SETTLE)

@@ -70,6 +70,7 @@ def test_queue_names_that_notify_cannot_carry_are_refused(
         ('Sch"ema with spaces', "Jobs 'Table'"),
         ("ünï", "t" * 63),
         ("UPPER", "x" * 60 + "ü"),
+        ("100% %s %(q)s", "50%% {t} %b"),  # psycopg reads % in parameterized queries
     ],
 )
 def test_quoted_and_long_schema_and_table_names_work(
