@@ -161,6 +161,12 @@ def open_broker(
 
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError(f"broker URL must be a non-empty string, got {url!r}")
+    try:
+        urlsplit(url)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL"; the URL may hold a password
+        raise ConfigurationError(
+            f"broker URL is malformed ({exc}); expected e.g. memory:// or postgresql://host/db"
+        ) from None
     pm = pm if pm is not None else get_plugin_manager()
     broker = pm.hook.taskmaster_broker_from_url(url=url, options=dict(options))
     if broker is None:

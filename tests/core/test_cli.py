@@ -58,6 +58,7 @@ def test_demo_defaults_to_ten_thousand_jobs_on_three_workers(
         (["--url", "memory://", "requeue"], "requeue needs exactly one of"),
         (["--url", "memory://", "delete"], "delete needs job ids or --queue"),
         (["stats"], "stats needs a broker: pass --url or set TASKMASTER_URL"),
+        (["--url", "postgresql://u:pw@[::1/db", "stats"], "broker URL is malformed"),
         (
             ["--url", "postgresql://nobody@127.0.0.1:1/none", "stats"],
             "could not connect to PostgreSQL",
