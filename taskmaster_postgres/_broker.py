@@ -146,7 +146,8 @@ class PostgresBroker(BrokerBase):
         try:
             conninfo_to_dict(dsn)
         except psycopg.Error as exc:
-            raise ConfigurationError(f"invalid PostgreSQL DSN: {exc}") from None
+            reason = " ".join(str(exc).split())  # libpq ends its messages with a newline
+            raise ConfigurationError(f"invalid PostgreSQL DSN: {reason}") from None
         if not 0 < pool_min_size <= pool_max_size:
             raise ConfigurationError(
                 f"need 0 < pool_min_size <= pool_max_size, got {pool_min_size}, {pool_max_size}"

@@ -12,7 +12,15 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from taskmaster_core import ACK, BrokerClosedError, BrokerError, Consumer, Job, Publisher
+from taskmaster_core import (
+    ACK,
+    BrokerClosedError,
+    BrokerError,
+    ConfigurationError,
+    Consumer,
+    Job,
+    Publisher,
+)
 from taskmaster_postgres import PostgresBroker
 from tests.harness import Harness
 from tests.pg_fixtures import unique_schema
@@ -111,6 +119,16 @@ def test_a_missing_database_is_reported_with_the_servers_reason(pg_dsn: str) -> 
     assert message.startswith("could not connect to PostgreSQL at ")
     assert 'database "no_such_db_here" does not exist' in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "dsn", ["host=db password=pw dbname='unterminated", "postgresql://db/x?no_such_option=1"]
+)
+def test_an_unparsable_dsn_is_a_one_line_configuration_error(dsn: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        PostgresBroker(dsn)
+    message = str(caught.value)
+    assert message.startswith("invalid PostgreSQL DSN: ") and "\n" not in message, message
 
 
 def test_driver_errors_are_translated(make_pg_harness: Callable[..., Harness]) -> None:
