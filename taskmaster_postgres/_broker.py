@@ -71,6 +71,25 @@ def describe_dsn(dsn: str) -> str:
     return f"{f'{user}@' if user else ''}{where}/{params.get('dbname') or '?'}"
 
 
+_TRANSIENT_REFUSALS = (
+    "starting up",
+    "shutting down",
+    "in recovery mode",
+    "not yet accepting connections",
+    "too many clients",
+    "connection slots are reserved",
+)
+
+
+def _turned_away(exc: psycopg.Error) -> bool:
+    """The server answered and refused us for a reason that waiting will not
+    change (wrong password, no such database or role, pg_hba.conf), rather
+    than being unreachable or busy starting up. A localized message is
+    never recognised: it is retried until ``connect_timeout``, as before."""
+    text = str(exc)
+    return "FATAL:" in text and not any(t in text for t in _TRANSIENT_REFUSALS)
+
+
 def _text(value: str | None) -> str | None:
     """Postgres text cannot hold NUL; error messages may contain it."""
     return None if value is None else value.replace("\x00", "\\x00")
@@ -229,9 +248,10 @@ class PostgresBroker(BrokerBase):
 
     def _first_connection(self) -> None:
         """Connect once, directly, before starting the pool, retrying for up
-        to ``connect_timeout``: so that a database that turns us away (no such
-        database, wrong password, nobody listening) is reported with the
-        server's own reason, not as a bare pool timeout."""
+        to ``connect_timeout`` while the server is unreachable or starting up:
+        so that a database that turns us away (no such database, wrong
+        password) is reported at once with the server's own reason, not as a
+        bare pool timeout."""
         deadline = time.monotonic() + self._connect_timeout
         pause = 0.05
         while True:
@@ -241,7 +261,7 @@ class PostgresBroker(BrokerBase):
                 psycopg.connect(self._dsn, **kwargs).close()
                 return
             except psycopg.Error as exc:
-                if time.monotonic() + pause >= deadline:
+                if time.monotonic() + pause >= deadline or _turned_away(exc):
                     reason = " ".join(str(exc).split())  # one line
                     raise BrokerError(
                         f"could not connect to PostgreSQL at {describe_dsn(self._dsn)}: {reason}"
