@@ -1,0 +1,119 @@
+"""Every command's user mistakes against Postgres: one line on stderr, a
+non-zero exit code (2 usage, 1 the database), never a traceback.
+
+Decided (and documented in docs/cli.md and docs/troubleshooting.md): a queue
+is not a thing of its own, it exists while it has jobs, so ``requeue --queue``,
+``delete --queue`` or ``stats`` of a queue without jobs is not an error —
+``requeued 0 job(s)``, exit 0.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from .helpers import ok, taskmaster
+
+pytestmark = pytest.mark.postgres
+
+COMMANDS = {
+    "migrate": ["migrate"],
+    "put": ["put", "q", "{}"],
+    "stats": ["stats"],
+    "failed": ["failed"],
+    "requeue": ["requeue", "--all"],
+    "delete": ["delete", "--queue", "q"],
+    "prune": ["prune", "--older-than", "7d"],
+    "worker": ["worker", "examples.component_app.app:make_consumers"],
+}
+
+
+def run_all(url: str | None) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every command against ``url``, side by side (an unreachable server
+    takes the broker's connect_timeout, 10 s, to give up)."""
+    with ThreadPoolExecutor(len(COMMANDS)) as pool:
+        futures = {name: pool.submit(taskmaster, url, *args) for name, args in COMMANDS.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def assert_one_line_errors(
+    results: dict[str, subprocess.CompletedProcess[str]], code: int, message: str
+) -> None:
+    for command, result in results.items():
+        stderr = result.stderr
+        assert result.returncode == code, f"{command}: {stderr}"
+        assert message in stderr, f"{command}: {stderr}"
+        assert "Traceback" not in stderr, f"{command}: {stderr}"
+        assert len(stderr.strip().splitlines()) == 1, f"{command}: {stderr}"
+        assert stderr.startswith("taskmaster: error: "), f"{command}: {stderr}"
+
+
+def test_an_unreachable_database() -> None:
+    results = run_all("postgresql://nobody:secret@127.0.0.1:1/app")
+    assert_one_line_errors(results, 1, "could not connect to PostgreSQL at nobody@127.0.0.1:1/app")
+    assert not [name for name, result in results.items() if "secret" in result.stderr]
+
+
+def test_a_database_that_does_not_exist(pg_dsn: str) -> None:
+    results = run_all(make_conninfo(pg_dsn, dbname="no_such_db"))
+    assert_one_line_errors(results, 1, 'database "no_such_db" does not exist')
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://root@127.0.0.1/app", "no installed plugin handles broker URLs with scheme"),
+        ("localhost:5432/app", "is not a URL"),
+        (None, "needs a broker: pass --url or set TASKMASTER_URL"),
+    ],
+)
+def test_a_wrong_url_or_none(url: str | None, message: str) -> None:
+    assert_one_line_errors(run_all(url), 2, message)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["put", "q", "{bad json"], "payload is not valid JSON"),
+        (["put", "q", "@/no/such/file.json"], "cannot read payload file"),
+        (["put", "q", "1", "--serializer", "yaml"], "unknown serializer"),
+        (["put", "", "1"], "queue name must be a non-empty string"),
+        (["put", "q", "1", "--at", "2030-01-01T09:00"], "has no time zone"),
+        (["put", "q", "1", "--delay", "soon"], "is not a duration"),
+        (["requeue"], "requeue needs exactly one of"),
+        (["requeue", "1", "--all"], "requeue needs exactly one of"),
+        (["requeue", "one"], "is not a job id"),
+        (["delete"], "delete needs job ids or --queue"),
+        (["delete", "--queue", "q", "--state", "lost"], "argument --state"),
+        (["prune", "--older-than", "7d", "--state", "queued"], "invalid choice"),
+        (["prune"], "the following arguments are required: --older-than"),
+        (["failed", "--limit", "0"], "must be at least 1"),
+        (["worker", "no_such_module:app"], "cannot import 'no_such_module'"),
+        (["worker", "examples.component_app.app"], "APP must look like"),
+        (["worker", "examples.component_app.app:nothing"], "has no attribute 'nothing'"),
+    ],
+)
+def test_usage_mistakes_on_a_migrated_database(args: list[str], message: str, cli_dsn: str) -> None:
+    ok(cli_dsn, "migrate")
+    result = taskmaster(cli_dsn, *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    # argparse's own errors come with the usage line before the message.
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("taskmaster") and message in lines[-1], result.stderr
+
+
+def test_nothing_to_do_is_not_an_error(cli_dsn: str) -> None:
+    ok(cli_dsn, "migrate")
+    assert ok(cli_dsn, "requeue", "--queue", "no-such-queue").strip() == "requeued 0 job(s)"
+    assert ok(cli_dsn, "requeue", "424242").strip() == "requeued 0 job(s)"
+    assert ok(cli_dsn, "delete", "424242").strip() == "deleted 0 job(s)"
+    assert ok(cli_dsn, "delete", "--queue", "no-such-queue").strip() == "deleted 0 job(s)"
+    assert ok(cli_dsn, "prune", "--older-than", "1d", "--queue", "x").strip() == "pruned 0 job(s)"
+    assert ok(cli_dsn, "stats").strip() == "no jobs"
+    assert ok(cli_dsn, "stats", "--json", "no-such-queue").strip().startswith("[")
+    assert ok(cli_dsn, "failed").strip() == "no failed jobs"
