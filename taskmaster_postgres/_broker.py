@@ -44,7 +44,7 @@ from taskmaster_core import (
 
 from . import _schema
 from ._listener import Listener, NullSubscription
-from ._names import TableNames, check_queue_name
+from ._names import TableNames, check_dedup_key, check_queue_name
 from ._sql import RECLAIM_BATCH, STAGE_TYPES, Statements
 
 __all__ = ["PostgresBroker"]
@@ -336,8 +336,7 @@ class PostgresBroker(BrokerBase):
             return []
         for job in jobs:
             check_queue_name(job.queue)
-            if job.dedup_key is not None and "\x00" in job.dedup_key:
-                raise ConfigurationError(f"dedup key {job.dedup_key!r} contains a NUL character")
+            check_dedup_key(job.dedup_key)
         if connection is None:
             with self._connection("put") as conn:
                 return self._put_on(conn, jobs, own=True)

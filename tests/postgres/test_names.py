@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -62,6 +63,22 @@ def test_queue_names_that_notify_cannot_carry_are_refused(
     with pytest.raises(ConfigurationError, match="NUL"):
         broker.put([job("q", dedup_key="a\x00b")])
     assert [j.queue for j in broker.jobs()] == [longest]
+
+
+def test_names_too_long_for_an_index_are_refused_clearly(
+    make_pg_harness: Callable[..., Harness],
+) -> None:
+    broker: Any = make_pg_harness().broker
+    rng = random.Random(4)
+    # Incompressible: a B-tree entry holds at most 2704 bytes, even compressed.
+    widest = "".join(chr(rng.randrange(0x10000, 0x10FFFF)) for _ in range(500))  # 2000 bytes
+    key = "".join(chr(rng.randrange(33, 127)) for _ in range(512))
+    assert None not in broker.put([job(widest, dedup_key=key)])
+    with pytest.raises(ConfigurationError, match="2004 bytes in UTF-8, over the limit of 2000"):
+        broker.put([job(widest + "\U0001f600")])
+    with pytest.raises(ConfigurationError, match="513 bytes in UTF-8, over the limit of 512"):
+        broker.put([job("q", dedup_key=key + "x")])
+    assert [j.queue for j in broker.jobs()] == [widest]
 
 
 @pytest.mark.parametrize(
