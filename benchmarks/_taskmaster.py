@@ -14,9 +14,9 @@ from ._common import QUEUE, BenchError, Recorder, execute, latencies_ms, pace, w
 TABLE = "taskmaster_jobs"
 
 SETTINGS = (
-    "Consumer defaults (prefetch = max(16, 4 x concurrency), flush_interval 0, "
-    "lease 30 s, poll_interval 1 s), PostgresBroker defaults (pool 1-4 connections, "
-    "LISTEN/NOTIFY on), sync no-op handler returning ACK (acked jobs are deleted)"
+    "Consumer defaults (prefetch, flush_interval, lease, poll_interval as shipped), "
+    "PostgresBroker defaults (small pool, LISTEN/NOTIFY on), sync no-op handler "
+    "returning ACK (acked jobs are deleted)"
 )
 
 
