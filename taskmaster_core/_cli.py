@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from ._broker import Broker
-from ._errors import BrokerError, ConfigurationError, TaskmasterError
+from ._errors import ConfigurationError, TaskmasterError
 from ._logging import configure_logging
 from ._plugins import open_broker
 from ._publisher import Publisher
@@ -324,17 +324,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             broker.close()
     except (UsageError, ConfigurationError) as exc:
-        print(f"taskmaster: error: {exc}", file=sys.stderr)
+        _error(exc)
         return EXIT_USAGE
-    except BrokerError as exc:
-        print(f"taskmaster: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except TaskmasterError as exc:
-        print(f"taskmaster: error: {exc}", file=sys.stderr)
+    except TaskmasterError as exc:  # BrokerError and the rest: the operation failed
+        _error(exc)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("taskmaster: interrupted", file=sys.stderr)
         return 130
+
+
+def _error(exc: BaseException) -> None:
+    """One line on stderr: the first line of the message (a database error's
+    LINE/caret context lines would only clutter a terminal)."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    message = lines[0]
+    if "does not exist" in message and "relation" in message:
+        message += " (run `taskmaster migrate` to create the jobs table)"
+    print(f"taskmaster: error: {message}", file=sys.stderr)
 
 
 def _print_table(rows: list[list[str]]) -> None:

@@ -163,6 +163,9 @@ class Consumer:
         self._throttled = False
         self._lock = threading.Lock()
         self._held: dict[int, Lease] = {}
+        # When each held job's lease runs out by our clock (claim or last
+        # successful extension + lease); a job is not started past it.
+        self._deadlines: dict[int, float] = {}
         self._pending: list[Settlement] = []
         self._settle_signal = threading.Condition(self._lock)
         self._wake = threading.Event()
@@ -342,6 +345,7 @@ class Consumer:
             self._throttled = throttled
             if held <= self._refill_level and not throttled:
                 want = min(self._capacity - held, _MAX_CLAIM)
+                deadline = time.monotonic() + self.lease  # taken before: errs early
                 try:
                     claimed = self.broker.claim(self.queues, want, self.lease)
                 except Exception as exc:
@@ -360,6 +364,7 @@ class Consumer:
                     with self._lock:
                         for job in claimed:
                             self._held[job.id] = Lease(job.id, job.token)
+                            self._deadlines[job.id] = deadline
                     for job in claimed:
                         self._work.put(job)
                 if len(claimed) == want:
@@ -396,6 +401,7 @@ class Consumer:
         with self._lock:
             for job in unstarted:
                 self._held.pop(job.id, None)
+                self._deadlines.pop(job.id, None)
         try:
             self.broker.release(leases)
         except Exception:
@@ -412,6 +418,7 @@ class Consumer:
         lock = self._lock
         held = self._held
         pending = self._pending
+        deadlines = self._deadlines
         clock = time.perf_counter
         while True:
             claimed = work.get()
@@ -420,7 +427,11 @@ class Consumer:
             if self._stopping:
                 work.put(claimed)  # not started: stop() returns it to the queue
                 return
-            slot.started = time.monotonic()
+            now = time.monotonic()
+            if deadlines.get(claimed.id, 0.0) <= now:
+                self._give_up(claimed)
+                continue
+            slot.started = now
             slot.job = claimed
             began = clock()
             settlement = self._run(claimed)
@@ -430,11 +441,24 @@ class Consumer:
                     return  # timed out: the watchdog settled the job and replaced us
                 slot.job = None
                 held.pop(claimed.id, None)
+                deadlines.pop(claimed.id, None)
                 pending.append(settlement)
                 if len(pending) == 1:
                     self._settle_signal.notify()
                 if len(held) == self._refill_level:
                     self._wake.set()
+
+    def _give_up(self, claimed: ClaimedJob) -> None:
+        """A waiting job whose lease ran out (this process was frozen, or the
+        heartbeat failed) may already be someone else's: do not start it.
+        Hand it back (refused if it was reclaimed meanwhile)."""
+        logger.warning(
+            "%s: not starting job %s on queue %s: its lease ran out while it waited",
+            self.name,
+            claimed.id,
+            claimed.queue,
+        )
+        self._release([claimed])
 
     def _run(self, claimed: ClaimedJob) -> Settlement:
         return self._execute(claimed)[0]
@@ -604,6 +628,7 @@ class Consumer:
                 slot.abandoned = True
                 self._workers.remove((thread, slot))
                 self._held.pop(job.id, None)
+                self._deadlines.pop(job.id, None)
                 self._pending.append(
                     self._after_error(job, f"handler timed out after {limit:g}s", None)
                 )
@@ -638,13 +663,24 @@ class Consumer:
             leases = list(self._held.values())
         if not leases:
             return
+        deadline = time.monotonic() + self.lease  # taken before the call: errs early
         try:
             refused = self.broker.extend(leases, self.lease)
         except Exception as exc:
             logger.warning("%s: extending %d leases failed: %s", self.name, len(leases), exc)
             return
+        lost = set(refused)
+        with self._lock:
+            deadlines = self._deadlines
+            for lease in leases:
+                if lease.id in deadlines:
+                    deadlines[lease.id] = 0.0 if lease.id in lost else deadline
         if refused:
-            logger.warning("%s: leases of jobs %s were lost", self.name, refused)
+            logger.warning(
+                "%s: leases of jobs %s were lost; those not started yet will not be",
+                self.name,
+                refused,
+            )
 
 
 class _Slot:

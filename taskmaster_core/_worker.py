@@ -67,7 +67,12 @@ def load_app(
             f"{spec} is {type(target).__name__}; expected a Consumer, a list of consumers, "
             "or a factory taking the broker"
         )
-    consumers = [found] if isinstance(found, Consumer) else list(found)
+    if isinstance(found, Consumer):
+        consumers = [found]
+    elif isinstance(found, list | tuple):
+        consumers = list(found)
+    else:
+        consumers = []
     if not consumers or not all(isinstance(c, Consumer) for c in consumers):
         raise ConfigurationError(f"{spec} did not give Consumer objects, got {found!r}")
     changes: dict[str, Any] = {}

@@ -195,7 +195,9 @@ class PostgresBroker(BrokerBase):
         if reclaim_interval < 0:
             raise ConfigurationError("reclaim_interval must be >= 0 seconds")
         self.reclaim_interval = reclaim_interval
-        self._next_reclaim = 0.0
+        # When each set of queues (as claimed together) is next swept: per set,
+        # because a sweep covers only the queues of the claim that makes it.
+        self._next_reclaim: dict[tuple[str, ...], float] = {}
         self._sql = Statements(self.names, keep_done=keep_done)
         self._lock = threading.Lock()
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
@@ -404,9 +406,10 @@ class PostgresBroker(BrokerBase):
         queue_list = list(dict.fromkeys(queues))  # the claim statement needs them distinct
         params = {"queues": queue_list, "limit": limit, "lease": float(lease)}
         now = time.monotonic()
-        reclaim = now >= self._next_reclaim
+        sweep_key = tuple(queue_list)
+        reclaim = now >= self._next_reclaim.get(sweep_key, 0.0)
         if reclaim:
-            self._next_reclaim = now + self.reclaim_interval
+            self._next_reclaim[sweep_key] = now + self.reclaim_interval
         with self._connection("claim") as conn:
             if reclaim:
                 # Two statements, one round trip: reclaim expired leases, then
@@ -418,7 +421,8 @@ class PostgresBroker(BrokerBase):
                     cur = conn.execute(self._sql.claim, params)
                 found = swept.fetchone()
                 if found is not None and found[0] >= RECLAIM_BATCH:
-                    self._next_reclaim = 0.0  # more may be waiting: sweep again next claim
+                    # more may be waiting: sweep again on the next claim
+                    self._next_reclaim.pop(sweep_key, None)
             else:
                 cur = conn.execute(self._sql.claim, params)
             rows = cur.fetchall()

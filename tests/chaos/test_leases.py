@@ -54,16 +54,6 @@ def test_a_stale_worker_cannot_complete_a_job_taken_over_by_another(chaos: Chaos
     assert row.last_error == "worker lost: lease expired during attempt 1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "consumer bug (taskmaster_core/_consumer.py, for the lead): a consumer whose leases "
-        "expired while it was frozen still runs the jobs it had prefetched, although another "
-        "worker has reclaimed and completed them; the fence refuses only the late outcome. "
-        "Fix: skip a prefetched job whose lease (claim time + lease, renewed by each "
-        "successful extend) has run out, and drop jobs whose extension the broker refused"
-    ),
-)
 def test_a_frozen_worker_does_not_run_prefetched_jobs_it_has_lost(chaos: ChaosDB) -> None:
     frozen = chaos.start_worker(lease=1, concurrency=1, prefetch=8, poll=0.2)
     chaos.wait_ready(frozen)

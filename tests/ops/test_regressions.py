@@ -1,9 +1,7 @@
-"""Bugs found while testing operations, in library code owned elsewhere.
-
-Each test states the correct behaviour and is marked ``xfail(strict=True)``
-with the reason, so it starts failing (XPASS) the day the bug is fixed —
-then drop the mark.
-"""
+"""Regression tests for bugs found while testing operations (all fixed):
+expired leases of every queue come back when consumers share a broker; a
+database error is one line on the CLI; a worker APP that gives no consumers
+is a one-line usage error."""
 
 from __future__ import annotations
 
@@ -31,16 +29,6 @@ def pg_broker(pg_dsn: str) -> Iterator[PostgresBroker]:
             conn.execute(f'DROP SCHEMA "{broker.names.schema}" CASCADE')
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "taskmaster_postgres/_broker.py:387-389: the reclaim timer (_next_reclaim) is one per "
-        "broker but the sweep covers only the queues of the claim that takes it. Two consumers "
-        "sharing a broker (a `taskmaster worker` factory returning a list) claim in a fixed "
-        "order, the first always takes the sweep, and expired leases on the second one's "
-        "queues are never reclaimed."
-    ),
-)
 def test_expired_leases_of_every_queue_come_back_when_consumers_share_a_broker(
     pg_broker: PostgresBroker, pg_dsn: str
 ) -> None:
@@ -62,15 +50,6 @@ def test_expired_leases_of_every_queue_come_back_when_consumers_share_a_broker(
     assert [job.id for job in claimed] == [lost.id]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "taskmaster_postgres/_broker.py:283 puts str(psycopg.Error) in the BrokerError, and the "
-        "server's error carries LINE/caret context lines; taskmaster_core/_cli.py main() prints "
-        "it as is, so e.g. a command on a database without the table (not migrated) prints "
-        "three lines instead of one (and no hint to run `taskmaster migrate`)."
-    ),
-)
 def test_a_command_on_an_unmigrated_database_prints_one_line(cli_dsn: str) -> None:
     result = taskmaster(cli_dsn, "stats")  # cli_dsn: the table does not exist
     assert result.returncode == 1
@@ -78,14 +57,6 @@ def test_a_command_on_an_unmigrated_database_prints_one_line(cli_dsn: str) -> No
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "taskmaster_core/_worker.py:70: when APP is a callable (here a class) whose result is "
-        "neither a Consumer nor iterable, list(found) raises TypeError: a traceback and exit 1 "
-        "instead of the one-line 'did not give Consumer objects' usage error (exit 2)."
-    ),
-)
 def test_a_worker_app_that_gives_no_consumers_is_a_one_line_usage_error(cli_dsn: str) -> None:
     result = taskmaster(cli_dsn, "worker", "examples.component_app.app:Mailer")
     assert result.returncode == 2, result.stderr
