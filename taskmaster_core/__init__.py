@@ -23,7 +23,13 @@ from ._middleware import (
     PublishFn,
 )
 from ._outcomes import ACK, REJECT, Ack, Outcome, Reject, Retry
-from ._plugins import SerializerRegistry, get_plugin_manager, new_plugin_manager, open_broker
+from ._plugins import (
+    SerializerRegistry,
+    enable_plugins,
+    get_plugin_manager,
+    new_plugin_manager,
+    open_broker,
+)
 from ._publisher import Publisher, QueueOptions
 from ._retry import RetryPolicy
 from ._serializers import JsonSerializer, MsgpackSerializer, Serializer
@@ -71,6 +77,7 @@ __all__ = [
     "TaskmasterError",
     "UnknownSerializerError",
     "WakeCallback",
+    "enable_plugins",
     "get_plugin_manager",
     "hookimpl",
     "new_plugin_manager",

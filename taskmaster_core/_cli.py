@@ -15,11 +15,12 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from ._broker import Broker
 from ._errors import ConfigurationError, TaskmasterError
 from ._logging import configure_logging
-from ._plugins import open_broker
+from ._plugins import enable_plugins, open_broker
 from ._publisher import Publisher
 from ._types import JobState
 
@@ -35,31 +36,54 @@ class UsageError(Exception):
     """A mistake in the command line (exit code 2)."""
 
 
+def _add_common(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """Options every command takes, before or after the command name."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--url",
+        default=default(None),
+        help=f"broker URL (default: $TASKMASTER_URL; demo: {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=default("WARNING"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level for taskmaster.* loggers (default: WARNING)",
+    )
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=default([]),
+        metavar="NAME",
+        help="enable a plugin: prometheus, opentelemetry or a module path (repeatable; "
+        "also $TASKMASTER_PLUGINS)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="taskmaster",
         description="Background jobs on Postgres, with an in-memory broker for tests.",
     )
-    parser.add_argument(
-        "--url",
-        default=None,
-        help=f"broker URL (default: $TASKMASTER_URL or {DEFAULT_URL})",
-    )
-    parser.add_argument(
-        "--log-level",
-        default="WARNING",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level for taskmaster.* loggers (default: WARNING)",
-    )
+    _add_common(parser, defaults=True)
+    # The same options after the command name (`taskmaster worker --url ...`).
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common(common, defaults=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="run the demo: put jobs, consume them, summarize")
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[common], **kwargs)
+
+    demo = command("demo", help="run the demo: put jobs, consume them, summarize")
     demo.add_argument("--jobs", type=_positive_int, default=10_000, help="default 10000")
     demo.add_argument("--concurrency", type=_positive_int, default=3, help="default 3")
     demo.add_argument("--no-progress", action="store_true", help="no live progress line")
     demo.set_defaults(run=_cmd_demo)
 
-    worker = commands.add_parser(
+    worker = command(
         "worker",
         help="run the consumers of an application until SIGTERM/SIGINT",
         description=(
@@ -87,10 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(run=_cmd_worker)
 
-    migrate = commands.add_parser("migrate", help="create or upgrade the jobs table")
+    migrate = command("migrate", help="create or upgrade the jobs table")
     migrate.set_defaults(run=_cmd_migrate)
 
-    put = commands.add_parser("put", help="put one job on a queue")
+    put = command("put", help="put one job on a queue")
     put.add_argument("queue")
     put.add_argument("payload", help="JSON text, or @FILE to read it from a file")
     put.add_argument("--serializer", default="json", help="serializer name (default json)")
@@ -105,24 +129,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     put.set_defaults(run=_cmd_put)
 
-    stats = commands.add_parser("stats", help="jobs per queue and state")
+    stats = command("stats", help="jobs per queue and state")
     stats.add_argument("queues", nargs="*", help="only these queues")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
     stats.set_defaults(run=_cmd_stats)
 
-    failed = commands.add_parser("failed", help="list failed jobs with their last error")
+    failed = command("failed", help="list failed jobs with their last error")
     failed.add_argument("--queue", default=None, help="only this queue")
     failed.add_argument("--limit", type=_positive_int, default=50, help="at most (default 50)")
     failed.add_argument("--json", action="store_true", help="machine-readable output")
     failed.set_defaults(run=_cmd_failed)
 
-    requeue = commands.add_parser("requeue", help="move failed jobs back to their queue")
+    requeue = command("requeue", help="move failed jobs back to their queue")
     requeue.add_argument("ids", nargs="*", type=_job_id, help="failed job ids")
     requeue.add_argument("--queue", default=None, help="all failed jobs of this queue")
     requeue.add_argument("--all", action="store_true", help="all failed jobs of every queue")
     requeue.set_defaults(run=_cmd_requeue)
 
-    delete = commands.add_parser("delete", help="delete jobs")
+    delete = command("delete", help="delete jobs")
     delete.add_argument("ids", nargs="*", type=_job_id, help="job ids")
     delete.add_argument("--queue", default=None, help="every job of this queue")
     delete.add_argument(
@@ -134,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     delete.set_defaults(run=_cmd_delete)
 
-    prune = commands.add_parser("prune", help="delete finished jobs older than a duration")
+    prune = command("prune", help="delete finished jobs older than a duration")
     prune.add_argument("--older-than", type=_duration, required=True, help="e.g. 7d, 12h")
     prune.add_argument(
         "--state",
@@ -302,6 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.log_level, getattr(args, "log_format", "text"))
     url = args.url or os.environ.get("TASKMASTER_URL") or None
+    try:
+        enable_plugins(args.plugin)
+    except ConfigurationError as exc:
+        _error(exc)
+        return EXIT_USAGE
     run: Callable[[argparse.Namespace, Broker], int] = args.run
     if url is None and args.command not in _EMBEDDED_OK:
         print(

@@ -8,9 +8,11 @@ a broken plugin fails with a message naming it instead of deep in a worker.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -29,9 +31,17 @@ _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)")
 
 DISABLE_ENV = "TASKMASTER_DISABLE_PLUGINS"
 """Comma-separated entry-point names of installed plugins not to load."""
+ENABLE_ENV = "TASKMASTER_PLUGINS"
+"""Comma-separated plugins to load besides the installed ones: a built-in
+name (``prometheus``, ``opentelemetry``) or a module path."""
+BUILTIN_OPTIONAL = {
+    "prometheus": "taskmaster_core.contrib.prometheus",
+    "opentelemetry": "taskmaster_core.contrib.opentelemetry",
+}
 
 __all__ = [
     "SerializerRegistry",
+    "enable_plugins",
     "get_plugin_manager",
     "new_plugin_manager",
     "open_broker",
@@ -57,8 +67,27 @@ def new_plugin_manager(*, load_entrypoints: bool = True) -> pluggy.PluginManager
             if name.strip():
                 pm.set_blocked(name.strip())
         pm.load_setuptools_entrypoints(PROJECT)
+        enable_plugins(os.environ.get(ENABLE_ENV, "").split(","), pm)
     pm.check_pending()
     return pm
+
+
+def enable_plugins(names: Iterable[str], pm: pluggy.PluginManager | None = None) -> None:
+    """Register plugins by name: ``prometheus``, ``opentelemetry`` (the
+    optional built-ins, off until enabled) or any importable module path.
+    Enabling one twice is harmless."""
+    pm = pm if pm is not None else get_plugin_manager()
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        path = BUILTIN_OPTIONAL.get(name, name)
+        try:
+            module = importlib.import_module(path)
+        except ImportError as exc:
+            raise ConfigurationError(f"cannot load Taskmaster plugin {name!r}: {exc}") from exc
+        if not pm.is_registered(module):
+            pm.register(module, name=name)
 
 
 _manager: pluggy.PluginManager | None = None

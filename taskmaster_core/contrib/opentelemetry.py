@@ -10,6 +10,7 @@ recorded on the span; rejects and failures set an error status.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .._errors import ConfigurationError
@@ -38,17 +39,28 @@ class TracingMiddleware(Middleware):
                 "TracingMiddleware needs opentelemetry-api: pip install 'taskmaster[opentelemetry]'"
             )
         self._provider = tracer_provider
+        self._cached: Any = None
+        self._recheck_at = 0.0
 
     def _tracer(self) -> Any:
         """The tracer, or ``None`` while no SDK is configured (then tracing
-        would only cost time). Resolved per call, so a provider configured
-        after start-up is picked up."""
+        would only cost time). While none is, the global provider is looked
+        at again at most once a second, so one configured after start-up is
+        picked up; once found, the tracer is kept."""
+        tracer = self._cached
+        if tracer is not None:
+            return tracer
+        now = time.monotonic()
+        if now < self._recheck_at:
+            return None
         provider = self._provider
         if provider is None:
             provider = trace.get_tracer_provider()
             if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+                self._recheck_at = now + 1.0
                 return None
-        return trace.get_tracer("taskmaster", tracer_provider=provider)
+        self._cached = trace.get_tracer("taskmaster", tracer_provider=provider)
+        return self._cached
 
     def publish(self, message: Message, call_next: PublishFn) -> None:
         tracer = self._tracer()

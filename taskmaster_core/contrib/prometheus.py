@@ -66,27 +66,48 @@ class PrometheusMiddleware(Middleware):
             namespace=namespace,
             registry=registry,
         )
+        self._series: dict[str, _Series] = {}
 
     def process(self, job: Job, call_next: ProcessFn) -> Outcome:
-        queue = job.queue
-        gauge = self.in_progress.labels(queue)
-        gauge.inc()
+        series = self._series.get(job.queue)
+        if series is None:
+            series = self._series.setdefault(job.queue, _Series(self, job.queue))
+        series.in_progress.inc()
         started = time.perf_counter()
         try:
             outcome: Outcome = call_next(job)
         except BaseException:
-            self.processed.labels(queue, "error").inc()
+            series.outcome("error").inc()
             raise
         else:
-            self.processed.labels(queue, outcome_name(outcome)).inc()
+            series.outcome(outcome_name(outcome)).inc()
             return outcome
         finally:
-            self.duration.labels(queue).observe(time.perf_counter() - started)
-            gauge.dec()
+            series.duration.observe(time.perf_counter() - started)
+            series.in_progress.dec()
 
     def publish(self, message: Message, call_next: PublishFn) -> None:
         call_next(message)
         self.published.labels(message.queue).inc()
+
+
+class _Series:
+    """One queue's labelled children, looked up once instead of per job."""
+
+    __slots__ = ("_metrics", "_outcomes", "_queue", "duration", "in_progress")
+
+    def __init__(self, metrics: PrometheusMiddleware, queue: str) -> None:
+        self._metrics = metrics
+        self._queue = queue
+        self.in_progress = metrics.in_progress.labels(queue)
+        self.duration = metrics.duration.labels(queue)
+        self._outcomes: dict[str, Any] = {}
+
+    def outcome(self, name: str) -> Any:
+        child = self._outcomes.get(name)
+        if child is None:
+            child = self._outcomes[name] = self._metrics.processed.labels(self._queue, name)
+        return child
 
 
 _shared: PrometheusMiddleware | None = None

@@ -51,6 +51,7 @@ CORE = {
     "TaskmasterError",
     "UnknownSerializerError",
     "WakeCallback",
+    "enable_plugins",
     "get_plugin_manager",
     "hookimpl",
     "new_plugin_manager",

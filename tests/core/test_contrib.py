@@ -11,7 +11,16 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from taskmaster_core import ACK, REJECT, Consumer, Job, Publisher, RetryPolicy, get_plugin_manager
+from taskmaster_core import (
+    ACK,
+    REJECT,
+    ConfigurationError,
+    Consumer,
+    Job,
+    Publisher,
+    RetryPolicy,
+    enable_plugins,
+)
 from taskmaster_core._plugins import new_plugin_manager, plugin_middleware
 from taskmaster_core.contrib.opentelemetry import TracingMiddleware
 from taskmaster_core.contrib.prometheus import PrometheusMiddleware
@@ -86,12 +95,19 @@ def test_tracing_links_the_handler_span_to_the_put(monkeypatch: pytest.MonkeyPat
     assert failed and failed[0].events[0].name == "exception"
 
 
-def test_both_are_installed_plugins_and_can_be_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
-    names = {type(m).__name__ for m in plugin_middleware(get_plugin_manager())}
-    assert {"PrometheusMiddleware", "TracingMiddleware"} <= names
-    monkeypatch.setenv("TASKMASTER_DISABLE_PLUGINS", "prometheus, opentelemetry")
+def test_both_are_off_until_enabled_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    wanted = {"PrometheusMiddleware", "TracingMiddleware"}
+    monkeypatch.delenv("TASKMASTER_PLUGINS", raising=False)
     names = {type(m).__name__ for m in plugin_middleware(new_plugin_manager())}
-    assert names.isdisjoint({"PrometheusMiddleware", "TracingMiddleware"})
+    assert names.isdisjoint(wanted)  # installed is not enabled: they cost time per job
+    monkeypatch.setenv("TASKMASTER_PLUGINS", "prometheus, opentelemetry")
+    names = {type(m).__name__ for m in plugin_middleware(new_plugin_manager())}
+    assert wanted <= names
+    pm = new_plugin_manager(load_entrypoints=False)
+    enable_plugins(["prometheus", "prometheus"], pm)  # twice is harmless
+    assert [type(m).__name__ for m in plugin_middleware(pm)] == ["PrometheusMiddleware"]
+    with pytest.raises(ConfigurationError, match="cannot load Taskmaster plugin 'nope'"):
+        enable_plugins(["nope"], pm)
 
 
 def test_a_retry_counts_as_its_own_outcome() -> None:
