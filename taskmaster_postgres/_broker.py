@@ -141,6 +141,10 @@ class PostgresBroker(BrokerBase):
     that cannot carry them. ``reclaim_interval``: a claim also looks for
     expired leases at most this often (seconds; 0 = on every claim), so a
     dead worker's job comes back within ``lease + reclaim_interval``.
+    ``async_commit``: claims, outcomes and lease changes commit with
+    ``synchronous_commit = off`` (a server crash may forget the last fraction
+    of a second of them: those jobs run again, none is lost); puts and
+    operator commands always commit synchronously.
     """
 
     def __init__(
@@ -159,6 +163,7 @@ class PostgresBroker(BrokerBase):
         prepare_threshold: int | None = 5,
         max_reconnect_backoff: float = 5.0,
         reclaim_interval: float = 1.0,
+        async_commit: bool = True,
     ) -> None:
         if not isinstance(dsn, str) or not dsn:
             raise ConfigurationError(f"dsn must be a non-empty string, got {dsn!r}")
@@ -195,10 +200,11 @@ class PostgresBroker(BrokerBase):
         if reclaim_interval < 0:
             raise ConfigurationError("reclaim_interval must be >= 0 seconds")
         self.reclaim_interval = reclaim_interval
+        self.async_commit = async_commit
         # When each set of queues (as claimed together) is next swept: per set,
         # because a sweep covers only the queues of the claim that makes it.
         self._next_reclaim: dict[tuple[str, ...], float] = {}
-        self._sql = Statements(self.names, keep_done=keep_done)
+        self._sql = Statements(self.names, keep_done=keep_done, async_commit=async_commit)
         self._lock = threading.Lock()
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
         self._listener: Listener | None = None
@@ -411,20 +417,20 @@ class PostgresBroker(BrokerBase):
         if reclaim:
             self._next_reclaim[sweep_key] = now + self.reclaim_interval
         with self._connection("claim") as conn:
+            # One round trip: [reclaim expired leases, then] claim. The claim
+            # statement's snapshot is taken after the reclaim ran, so jobs put
+            # back to 'queued' are claimable by this very call.
             if reclaim:
-                # Two statements, one round trip: reclaim expired leases, then
-                # claim. The claim's snapshot is taken after the reclaim
-                # committed, so jobs put back to 'queued' are claimable by this
-                # very call.
                 with conn.pipeline():
                     swept = conn.execute(self._sql.reclaim, {"queues": queue_list})
                     cur = conn.execute(self._sql.claim, params)
+            else:
+                swept, cur = None, conn.execute(self._sql.claim, params)
+            if swept is not None:
                 found = swept.fetchone()
                 if found is not None and found[0] >= RECLAIM_BATCH:
                     # more may be waiting: sweep again on the next claim
                     self._next_reclaim.pop(sweep_key, None)
-            else:
-                cur = conn.execute(self._sql.claim, params)
             rows = cur.fetchall()
         return [
             ClaimedJob(

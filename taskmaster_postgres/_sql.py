@@ -139,7 +139,7 @@ woken AS (
     SELECT pg_notify({channel}, q.queue)
     FROM (SELECT DISTINCT queue FROM reclaimed WHERE state = 'queued') AS q
 )
-SELECT (SELECT count(*) FROM reclaimed), (SELECT count(*) FROM woken)
+SELECT (SELECT count(*) FROM reclaimed), (SELECT count(*) FROM woken), {relax}
 """
 
 # The best `limit` ready jobs of each queue (an ordered scan of the claim index
@@ -169,9 +169,15 @@ claimed AS (
     FROM ready WHERE j.id = ready.id
     RETURNING {returning}
 )
-SELECT * FROM claimed ORDER BY priority DESC, run_at_epoch, id
+SELECT claimed.* FROM claimed CROSS JOIN (SELECT {relax}) AS relax
+ORDER BY claimed.priority DESC, claimed.run_at_epoch, claimed.id
 """
 
+# Reclaim, claim, settle, extend and release end with {relax}: with
+# async_commit, `set_config('synchronous_commit', 'off', true)` for their own
+# transaction. Losing one of them to a server crash can only make a job run
+# again (at-least-once), never lose it; puts stay synchronous.
+#
 # Settle, extend and release are fenced on the claim token alone: a token is
 # unique to one claim and cleared whenever a job leaves 'running', so a match
 # means "still running under this claim". Adding `state = 'running'` would
@@ -212,7 +218,8 @@ SELECT
     array(SELECT s.id FROM s
           WHERE s.id NOT IN (SELECT id FROM deleted UNION ALL SELECT id FROM updated)
           ORDER BY s.ord),
-    (SELECT count(*) FROM woken)
+    (SELECT count(*) FROM woken),
+    {relax}
 """
 
 _EXTEND = """
@@ -224,7 +231,8 @@ extended AS (
     FROM l WHERE j.id = ANY(%(ids)s::int8[]) AND j.id = l.id AND j.claim_token = l.token
     RETURNING j.id
 )
-SELECT array(SELECT l.id FROM l WHERE l.id NOT IN (SELECT id FROM extended) ORDER BY l.ord)
+SELECT array(SELECT l.id FROM l WHERE l.id NOT IN (SELECT id FROM extended) ORDER BY l.ord),
+       {relax}
 """
 
 _RELEASE = """
@@ -241,7 +249,7 @@ released AS (
 woken AS (
     SELECT pg_notify({channel}, q.queue) FROM (SELECT DISTINCT queue FROM released) AS q
 )
-SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM woken)
+SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM woken), {relax}
 """
 
 # A failed job whose dedup key is held by an unfinished job stays failed (requeueing
@@ -316,7 +324,7 @@ LIMIT %(limit)s
 class Statements:
     """Every statement of one broker (one table, one keep-done mode), as bytes."""
 
-    def __init__(self, names: TableNames, *, keep_done: bool) -> None:
+    def __init__(self, names: TableNames, *, keep_done: bool, async_commit: bool) -> None:
         fields: dict[str, sql.Composable] = {
             "t": names.qualified,
             "channel": sql.Literal(names.channel),
@@ -327,6 +335,11 @@ class Statements:
             "ack_deletes": sql.SQL("false" if keep_done else "true"),
             "stage": sql.Identifier("pg_temp", PUT_STAGE),
             "reclaim_batch": sql.Literal(RECLAIM_BATCH),
+            # Evaluated in the statement, so it governs that statement's own
+            # (autocommit) transaction: no extra statement, no round trip.
+            "relax": sql.SQL(
+                "set_config('synchronous_commit', 'off', true)" if async_commit else "NULL"
+            ),
             "stage_columns": sql.SQL(", ").join(map(sql.Identifier, STAGE_COLUMNS)),
         }
 
