@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
+from ._errors import ConfigurationError
 from ._types import ClaimedJob, JobInfo, JobState, Lease, NewJob, QueueStats, Settlement
 
 __all__ = ["Broker", "BrokerBase", "Subscription", "WakeCallback"]
@@ -131,7 +132,20 @@ class Broker(Protocol):
 
 
 class BrokerBase:
-    """Optional base class: context-manager use over ``open()``/``close()``."""
+    """Optional base class: context-manager use over ``open()``/``close()``,
+    and checks every broker needs."""
+
+    @staticmethod
+    def _prune_states(states: Collection[JobState]) -> frozenset[JobState]:
+        """``states`` as JobStates, refusing any but done and failed."""
+        wanted = frozenset(JobState(s) for s in states)
+        unfinished = wanted - {JobState.DONE, JobState.FAILED}
+        if unfinished:
+            raise ConfigurationError(
+                "prune removes finished jobs only (done, failed), not "
+                + ", ".join(sorted(unfinished))
+            )
+        return wanted
 
     def open(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError

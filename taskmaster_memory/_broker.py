@@ -398,11 +398,7 @@ class MemoryBroker(BrokerBase):
         queue: str | None = None,
     ) -> int:
         self._check_open()
-        wanted = {JobState(s) for s in states}
-        if not wanted <= _FINISHED:
-            raise ConfigurationError(
-                f"prune removes finished jobs only (done, failed), not {sorted(wanted - _FINISHED)}"
-            )
+        wanted = self._prune_states(states)
         with self._lock:
             cutoff = self._clock() - older_than
             doomed = [r for r in self._select(queue=queue, states=wanted) if r.updated_at <= cutoff]

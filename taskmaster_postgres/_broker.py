@@ -49,7 +49,6 @@ from ._sql import RECLAIM_BATCH, STAGE_TYPES, Statements
 
 __all__ = ["PostgresBroker"]
 
-_FINISHED = frozenset({JobState.DONE, JobState.FAILED})
 _SETTLE_KINDS = frozenset({"ack", "fail", "retry"})
 _broker_numbers = itertools.count(1)
 _json_encode = msgspec.json.Encoder().encode
@@ -525,12 +524,7 @@ class PostgresBroker(BrokerBase):
         states: Collection[JobState] = (JobState.DONE,),
         queue: str | None = None,
     ) -> int:
-        wanted = {JobState(s) for s in states}
-        if not wanted <= _FINISHED:
-            raise ConfigurationError(
-                "prune removes finished jobs only (done, failed); got "
-                + ", ".join(sorted(wanted - _FINISHED))
-            )
+        wanted = self._prune_states(states)
         params = {
             "states": sorted(str(s) for s in wanted),
             "older_than": float(older_than),

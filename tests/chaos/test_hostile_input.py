@@ -29,10 +29,10 @@ from taskmaster_core._cli import main
 from taskmaster_core._publisher import DEFAULT_MAX_PAYLOAD_SIZE
 from taskmaster_postgres import PostgresBroker
 from tests.pg_fixtures import unique_schema
+from tests.pg_servers import own_server
 from tests.postgres.helpers import Recorder
 
 from .helpers import ChaosDB
-from .servers import own_server
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
 

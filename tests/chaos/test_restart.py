@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from taskmaster_core import Publisher, TaskmasterError
+from tests.pg_servers import own_server, restart
 
 from .helpers import ChaosDB, chaos_db, chaos_seed, wait_for
-from .servers import own_server, restart
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.slow]
 

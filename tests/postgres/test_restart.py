@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +10,7 @@ import pytest
 
 from taskmaster_core import BrokerError
 from taskmaster_postgres import PostgresBroker
-from tests.pg_fixtures import postgres_unavailable
+from tests.pg_servers import own_server, restart
 
 from .helpers import Recorder, job
 
@@ -21,42 +18,18 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.fixture
-def own_server() -> Iterator[Any]:
+def server() -> Iterator[Any]:
     """A throwaway server this test may restart (never the shared one)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from pgserver.postgres_server import get_server
-    except ImportError as exc:
-        postgres_unavailable(f"restarting a server needs pgserver ({exc})")
-    datadir = tempfile.mkdtemp(prefix="taskmaster-restart-")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        server = get_server(datadir, cleanup_mode="delete")
-    try:
-        yield server
-    finally:
-        server.cleanup()
-        shutil.rmtree(datadir, ignore_errors=True)
+    with own_server() as started:
+        yield started
 
 
-def _restart(server: Any) -> None:
-    import pgserver
-
-    socket_dir = server.get_postmaster_info().socket_dir
-    pgserver.pg_ctl(  # type: ignore[attr-defined]  # generated at import time
-        ["-w", "-m", "fast", "restart", "-o", f"-h '' -k {socket_dir}", "-l", str(server.log)],
-        pgdata=server.pgdata,
-        user=server.system_user,
-    )
-
-
-def test_listener_and_pool_survive_a_server_restart(own_server: Any) -> None:
-    with PostgresBroker(own_server.get_uri(), max_reconnect_backoff=0.5) as broker:
+def test_listener_and_pool_survive_a_server_restart(server: Any) -> None:
+    with PostgresBroker(server.get_uri(), max_reconnect_backoff=0.5) as broker:
         broker.migrate()
         heard = Recorder()
         broker.subscribe(["q"], heard)
-        _restart(own_server)
+        restart(server)
         heard.wait_for(None, timeout=15)  # reconnected: catch-up wake-up
         deadline = time.monotonic() + 10
         while True:  # a pooled connection may still be the dead one: one failure allowed
