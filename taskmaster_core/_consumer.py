@@ -91,7 +91,7 @@ class Consumer:
         lease: float = 30.0,
         poll_interval: float = 1.0,
         prefetch: int | None = None,
-        flush_interval: float = 0.0,
+        flush_interval: float = 0.005,
         job_timeout: float | None = None,
         plugins: bool | pluggy.PluginManager = True,
         name: str | None = None,

@@ -38,6 +38,16 @@ class NullSubscription:
         pass
 
 
+class _Run:
+    """One listening thread's life: started by the first subscription, told to
+    stop when the last one goes (or on close)."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.listening = threading.Event()
+        self.thread: threading.Thread | None = None
+
+
 class ListenerSubscription:
     def __init__(self, listener: Listener, queues: frozenset[str], callback: WakeCallback):
         self.queues = queues
@@ -67,9 +77,9 @@ class Listener:
         self._describe = describe
         self._lock = threading.Lock()
         self._subscriptions: list[ListenerSubscription] = []
-        self._stop = threading.Event()
-        self._listening = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._run: _Run | None = None
+        self._retired: list[_Run] = []
         self.connects = 0
         """Successful (re)connections so far (for tests and diagnostics)."""
 
@@ -77,32 +87,51 @@ class Listener:
         subscription = ListenerSubscription(self, frozenset(queues), callback)
         with self._lock:
             self._subscriptions.append(subscription)
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(
-                    target=self._run, name="taskmaster-postgres-listener", daemon=True
+            self._retired = [r for r in self._retired if r.thread and r.thread.is_alive()]
+            run = self._run
+            if run is None and not self._closed:
+                run = self._run = _Run()
+                run.thread = threading.Thread(
+                    target=self._listen_loop,
+                    args=(run,),
+                    name="taskmaster-postgres-listener",
+                    daemon=True,
                 )
-                self._thread.start()
+                run.thread.start()
         # Wait (bounded) until LISTEN is in place, so a job put after subscribe()
         # returns is notified. If the database is unreachable, consumers poll.
-        self._listening.wait(self._ready_timeout)
+        if run is not None:
+            run.listening.wait(self._ready_timeout)
         return subscription
 
     def unsubscribe(self, subscription: ListenerSubscription) -> None:
+        """Forget a subscription; the last one out stops the LISTEN connection,
+        so that a process that only puts pays nothing for notifications."""
         with self._lock:
             if subscription in self._subscriptions:
                 self._subscriptions.remove(subscription)
+            if not self._subscriptions and self._run is not None:
+                self._run.stop.set()
+                self._retired.append(self._run)
+                self._run = None
 
     def close(self) -> None:
-        self._stop.set()
         with self._lock:
-            thread, self._thread = self._thread, None
+            self._closed = True
+            runs = [*self._retired, *([self._run] if self._run is not None else [])]
+            self._run = None
+            self._retired = []
             self._subscriptions.clear()
-        if thread is not None:
-            thread.join()
+        for run in runs:
+            run.stop.set()
+        for run in runs:
+            if run.thread is not None:
+                run.thread.join()
 
     @property
     def listening(self) -> bool:
-        return self._listening.is_set()
+        run = self._run
+        return run is not None and run.listening.is_set()
 
     def _dispatch(self, queue: str | None) -> None:
         with self._lock:
@@ -113,10 +142,11 @@ class Listener:
             except Exception:
                 logger.exception("wake-up callback %r failed", subscription.callback)
 
-    def _run(self) -> None:
+    def _listen_loop(self, run: _Run) -> None:
         backoff = 0.1
         attempts = 0
-        while not self._stop.is_set():
+        stop = run.stop
+        while not stop.is_set():
             attempts += 1
             try:
                 with psycopg.connect(
@@ -124,17 +154,17 @@ class Listener:
                 ) as conn:
                     conn.execute(self._listen)
                     self.connects += 1
-                    self._listening.set()
+                    run.listening.set()
                     if attempts > 1:
                         logger.info("listener reconnected to %s", self._describe())
                         self._dispatch(None)  # catch up on what we may have missed
                     backoff = 0.1
-                    while not self._stop.is_set():
+                    while not stop.is_set():
                         for notify in conn.notifies(timeout=_POLL_INTERVAL):
                             self._dispatch(notify.payload)
             except psycopg.Error as exc:
-                self._listening.clear()
-                if self._stop.is_set():
+                run.listening.clear()
+                if stop.is_set():
                     break
                 logger.warning(
                     "listener connection to %s lost (%s); reconnecting in %.1fs",
@@ -142,11 +172,11 @@ class Listener:
                     exc,
                     backoff,
                 )
-                self._stop.wait(backoff)
+                stop.wait(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
             except Exception:  # pragma: no cover - a bug; keep the thread alive
-                self._listening.clear()
+                run.listening.clear()
                 logger.exception("listener failed unexpectedly")
-                self._stop.wait(backoff)
+                stop.wait(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
-        self._listening.clear()
+        run.listening.clear()

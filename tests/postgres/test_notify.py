@@ -170,3 +170,26 @@ def test_a_failing_callback_does_not_stop_the_listener(
     recorder.wait_for("q")
     broker.put([job("q")])
     wait_until(lambda: recorder.calls.count("q") == 2)
+
+
+def test_the_listen_connection_closes_with_the_last_subscription(
+    make_pg_harness: Callable[..., Harness], pg_dsn: str
+) -> None:
+    broker: Any = make_pg_harness().broker
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+
+        def listening() -> bool:
+            return any(query.startswith("LISTEN") for _, query in backends(conn, broker))
+
+        first = broker.subscribe(["q"], Recorder())
+        second = broker.subscribe(["r"], Recorder())
+        wait_until(listening)
+        first.close()
+        assert listening()  # one subscription is left
+        second.close()
+        wait_until(lambda: not listening())  # a publisher-only process pays nothing
+        heard = Recorder()
+        broker.subscribe(["q"], heard)  # and it comes back on demand
+        wait_until(listening)
+        broker.put([job("q")])
+        heard.wait_for("q")
