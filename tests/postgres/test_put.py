@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from taskmaster_core import BrokerError
 from taskmaster_postgres._broker import COPY_THRESHOLD
 from tests.harness import Harness
 
@@ -78,3 +79,19 @@ def test_a_copy_put_joins_the_callers_transaction(
         assert sorted(j.id for j in broker.jobs(limit=1000)) == sorted(ids)
         if not autocommit:
             conn.commit()
+
+
+def test_a_put_after_its_connection_was_killed_fails_once_then_reconnects(
+    make_pg_harness: Callable[..., Harness], pg_dsn: str
+) -> None:
+    broker: Any = make_pg_harness().broker
+    assert broker.put([job("q")])[0] is not None
+    kept = broker._put_conn
+    assert kept is not None  # puts keep one warm connection
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [kept.info.backend_pid])
+    with pytest.raises(BrokerError, match="put failed"):
+        broker.put([job("q")])  # a put never silently disappears
+    assert broker.put([job("q")])[0] is not None
+    assert broker._put_conn is not kept
+    assert len(broker.jobs(queue="q")) == 2
