@@ -188,14 +188,14 @@ ORDER BY claimed.priority DESC, claimed.run_at_epoch, claimed.id
 # the whole table was the planner's other bad idea).
 _SETTLE = """
 WITH s AS (
-    SELECT * FROM unnest(%(ids)s::int8[], %(tokens)s::int8[], %(kinds)s::text[],
-                         %(errors)s::text[], %(delays)s::float8[])
+    SELECT * FROM unnest(%(ids)b::int8[], %(tokens)b::int8[], %(kinds)b::text[],
+                         %(errors)b::text[], %(delays)b::float8[])
         WITH ORDINALITY AS s(id, token, kind, error, delay, ord)
 ),
 deleted AS (
     DELETE FROM {t} AS j USING s
     WHERE {ack_deletes} AND s.kind = 'ack'
-      AND j.id = ANY(%(ids)s::int8[]) AND j.id = s.id AND j.claim_token = s.token
+      AND j.id = ANY(%(ids)b::int8[]) AND j.id = s.id AND j.claim_token = s.token
     RETURNING j.id
 ),
 updated AS (
@@ -207,7 +207,7 @@ updated AS (
         lease_until = NULL, claim_token = NULL, updated_at = now()
     FROM s
     WHERE (s.kind <> 'ack' OR NOT {ack_deletes})
-      AND j.id = ANY(%(ids)s::int8[]) AND j.id = s.id AND j.claim_token = s.token
+      AND j.id = ANY(%(ids)b::int8[]) AND j.id = s.id AND j.claim_token = s.token
     RETURNING j.id, j.queue, s.kind, s.delay
 ),
 woken AS (
@@ -224,11 +224,11 @@ SELECT
 
 _EXTEND = """
 WITH l AS (
-    SELECT * FROM unnest(%(ids)s::int8[], %(tokens)s::int8[]) WITH ORDINALITY AS l(id, token, ord)
+    SELECT * FROM unnest(%(ids)b::int8[], %(tokens)b::int8[]) WITH ORDINALITY AS l(id, token, ord)
 ),
 extended AS (
     UPDATE {t} AS j SET lease_until = now() + %(lease)s * interval '1 second', updated_at = now()
-    FROM l WHERE j.id = ANY(%(ids)s::int8[]) AND j.id = l.id AND j.claim_token = l.token
+    FROM l WHERE j.id = ANY(%(ids)b::int8[]) AND j.id = l.id AND j.claim_token = l.token
     RETURNING j.id
 )
 SELECT array(SELECT l.id FROM l WHERE l.id NOT IN (SELECT id FROM extended) ORDER BY l.ord),
@@ -237,13 +237,13 @@ SELECT array(SELECT l.id FROM l WHERE l.id NOT IN (SELECT id FROM extended) ORDE
 
 _RELEASE = """
 WITH l AS (
-    SELECT * FROM unnest(%(ids)s::int8[], %(tokens)s::int8[]) AS l(id, token)
+    SELECT * FROM unnest(%(ids)b::int8[], %(tokens)b::int8[]) AS l(id, token)
 ),
 released AS (
     UPDATE {t} AS j SET
         state = 'queued', attempts = greatest(j.attempts - 1, 0), run_at = least(j.run_at, now()),
         lease_until = NULL, claim_token = NULL, updated_at = now()
-    FROM l WHERE j.id = ANY(%(ids)s::int8[]) AND j.id = l.id AND j.claim_token = l.token
+    FROM l WHERE j.id = ANY(%(ids)b::int8[]) AND j.id = l.id AND j.claim_token = l.token
     RETURNING j.queue
 ),
 woken AS (
