@@ -1,4 +1,6 @@
-"""The raw-SQL ceiling: pgbench with custom scripts, one client, on a simple table."""
+"""The raw-SQL ceiling: pgbench with custom scripts, one client, on a simple table
+and, for one-at-a-time puts, on Taskmaster's own jobs table (its indexes and
+NOTIFY trigger), with Taskmaster's own INSERT statement."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from ._common import execute, summarize
@@ -49,10 +52,42 @@ SCRIPTS = {
 
 DESCRIPTIONS = {
     "insert_1": "single-row INSERT per transaction",
+    "insert_1_jobs_table": "Taskmaster's own one-job INSERT on its jobs table, per transaction",
     "insert_100": "100-row INSERT ... SELECT generate_series per transaction",
     "delete_100": "DELETE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 100)",
     "delete_1": "DELETE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1)",
 }
+
+
+JOBS_TABLE = "taskmaster_jobs"
+
+
+def jobs_table_script(dsn: str) -> str:
+    """Taskmaster's one-job INSERT (the statement ``put`` sends, its
+    parameters bound as literals), after creating the jobs table on ``dsn``."""
+    from taskmaster_postgres import PostgresBroker
+    from taskmaster_postgres._names import TableNames
+    from taskmaster_postgres._sql import Statements
+
+    with PostgresBroker(dsn, table=JOBS_TABLE) as broker:
+        broker.migrate()
+    statement = Statements(TableNames("public", JOBS_TABLE), keep_done=False, async_commit=True)
+    params = {
+        "queue": "bench",
+        "payload": b"{}",
+        "serializer": "json",
+        "priority": 0,
+        "delay": 0.0,
+        "run_at": None,
+        "max_attempts": 3,
+        "dedup_key": None,
+        "headers": None,
+    }
+    # A client-side cursor binds literals; it takes no binary (%b) placeholders.
+    query = statement.put_one.replace(b"%(payload)b", b"%(payload)s")
+    with psycopg.connect(dsn) as conn:
+        text = psycopg.ClientCursor(conn).mogrify(query, params)
+    return " ".join(text.split()) + ";\n"
 
 
 def find_pgbench() -> str | None:
@@ -121,5 +156,17 @@ def run_pgbench(
                 values.append(tps * rows)
             results[name] = summarize(values)
             results[name]["description"] = DESCRIPTIONS[name]
-            log(f"  raw SQL {name:<11} {results[name]['median']:>12,.0f} rows/s")
+            log(f"  raw SQL {name:<19} {results[name]['median']:>12,.0f} rows/s")
+        name = "insert_1_jobs_table"
+        script = Path(tmp) / f"{name}.sql"
+        script.write_text(jobs_table_script(dsn))
+        _pgbench(pgbench, dsn, script, 1)  # warm-up
+        values = []
+        for _ in range(repeat):
+            execute(dsn, f"TRUNCATE {JOBS_TABLE}")
+            execute(dsn, f"VACUUM ANALYZE {JOBS_TABLE}")
+            values.append(_pgbench(pgbench, dsn, script, seconds))
+        results[name] = summarize(values)
+        results[name]["description"] = DESCRIPTIONS[name]
+        log(f"  raw SQL {name:<19} {results[name]['median']:>12,.0f} rows/s")
     return results
