@@ -1,7 +1,29 @@
 """Taskmaster's PostgreSQL broker: LISTEN/NOTIFY wake-ups, SKIP LOCKED claims."""
 
-from ._broker import PostgresBroker
-from ._names import MAX_QUEUE_NAME_LENGTH
-from ._schema import LATEST_VERSION as SCHEMA_VERSION
+import typing as _typing
+
+try:
+    from ._broker import PostgresBroker
+    from ._names import MAX_QUEUE_NAME_LENGTH
+    from ._schema import LATEST_VERSION as SCHEMA_VERSION
+except ModuleNotFoundError as _exc:
+    # A core-only install (no postgres extra). The package must still import:
+    # its URL-scheme plugin is loaded through the entry point with the core,
+    # and it answers postgresql:// URLs with what to install. Only using one
+    # of the names below fails, with the same advice.
+    if _exc.name not in {"psycopg", "psycopg_pool"}:
+        raise
+    _MISSING = str(_exc)
+
+    if not _typing.TYPE_CHECKING:
+
+        def __getattr__(name: str) -> object:
+            if name in __all__:
+                raise ImportError(
+                    f"taskmaster_postgres.{name} needs the postgres extra: "
+                    f"pip install 'taskmaster[postgres]' ({_MISSING})"
+                )
+            raise AttributeError(f"module 'taskmaster_postgres' has no attribute {name!r}")
+
 
 __all__ = ["MAX_QUEUE_NAME_LENGTH", "SCHEMA_VERSION", "PostgresBroker"]

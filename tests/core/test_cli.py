@@ -46,6 +46,63 @@ def test_demo_defaults_to_ten_thousand_jobs_on_three_workers(
     assert "  failed:   5,000" in out
 
 
+# A core-only install (`pip install -e .`, the README's demo command) has no
+# psycopg. Setting a module to None in sys.modules makes importing it fail as
+# if it were not installed.
+WITHOUT_PSYCOPG = (
+    "import sys\n"
+    "sys.modules['psycopg'] = sys.modules['psycopg_pool'] = None\n"
+    "from taskmaster_core._cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def without_psycopg(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_PSYCOPG, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TASKMASTER_URL": ""},
+        check=False,
+    )
+
+
+def test_the_demo_runs_on_a_core_only_install() -> None:
+    result = without_psycopg("demo", "--jobs", "100")
+    assert result.returncode == 0, result.stderr
+    assert "  acked:    50" in result.stdout.splitlines()
+    assert "  failed:   50" in result.stdout.splitlines()
+
+
+def test_a_postgres_url_without_the_postgres_extra_says_what_to_install() -> None:
+    result = without_psycopg("--url", "postgresql://localhost/app", "stats")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "taskmaster: error: postgresql:// needs the postgres extra: "
+        "pip install 'taskmaster[postgres]' (import of psycopg halted; None in sys.modules)"
+    ]
+
+
+def test_the_postgres_package_names_the_missing_extra() -> None:
+    script = (
+        "import sys\n"
+        "sys.modules['psycopg'] = None\n"
+        "import taskmaster_postgres\n"
+        "try:\n"
+        "    taskmaster_postgres.PostgresBroker\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.startswith(
+        "taskmaster_postgres.PostgresBroker needs the postgres extra: "
+        "pip install 'taskmaster[postgres]'"
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
