@@ -67,7 +67,33 @@ def describe_dsn(dsn: str) -> str:
     port = params.get("port")
     user = params.get("user")
     where = f"{host}:{port}" if port else host
-    return f"{f'{user}@' if user else ''}{where}/{params.get('dbname') or '?'}"
+    dbname = params.get("dbname")
+    return f"{f'{user}@' if user else ''}{where}{f'/{dbname}' if dbname else ''}"
+
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+
+def _dsn_connect_timeout(value: str | None) -> float:
+    """The DSN's own ``connect_timeout`` (libpq's, in seconds), else the default."""
+    if value is None or value == "":
+        return DEFAULT_CONNECT_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        # libpq would wait forever; a broker needs a bound for its retries.
+        raise ConfigurationError(
+            f"connect_timeout={value!r} in the DSN must be a positive number of seconds"
+        )
+    return seconds
+
+
+def _one_line(exc: BaseException) -> str:
+    """libpq's message on one line: its lines joined with '; ' (it breaks a
+    message into a reason and a hint, and ends it with a newline)."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 _TRANSIENT_REFUSALS = (
@@ -143,7 +169,12 @@ class PostgresBroker(BrokerBase):
     ``async_commit``: claims, outcomes and lease changes commit with
     ``synchronous_commit = off`` (a server crash may forget the last fraction
     of a second of them: those jobs run again, none is lost); puts and
-    operator commands always commit synchronously.
+    operator commands always commit synchronously. ``connect_timeout``
+    (seconds) bounds connecting and retrying an unreachable server, and
+    waiting for a pooled connection; ``None`` takes the DSN's own
+    ``connect_timeout``, else 10. ``application_name`` (shown in
+    ``pg_stat_activity``): ``None`` takes the DSN's, else
+    ``taskmaster/<pid>/<n>``.
     """
 
     def __init__(
@@ -157,7 +188,7 @@ class PostgresBroker(BrokerBase):
         pool_min_size: int = 1,
         pool_max_size: int = 4,
         statement_timeout: float | None = None,
-        connect_timeout: float = 10.0,
+        connect_timeout: float | None = None,
         application_name: str | None = None,
         prepare_threshold: int | None = 5,
         max_reconnect_backoff: float = 5.0,
@@ -167,10 +198,11 @@ class PostgresBroker(BrokerBase):
         if not isinstance(dsn, str) or not dsn:
             raise ConfigurationError(f"dsn must be a non-empty string, got {dsn!r}")
         try:
-            conninfo_to_dict(dsn)
+            params = conninfo_to_dict(dsn)
         except psycopg.Error as exc:
-            reason = " ".join(str(exc).split())  # libpq ends its messages with a newline
-            raise ConfigurationError(f"invalid PostgreSQL DSN: {reason}") from None
+            raise ConfigurationError(f"invalid PostgreSQL DSN: {_one_line(exc)}") from None
+        if connect_timeout is None:
+            connect_timeout = _dsn_connect_timeout(params.get("connect_timeout"))
         if not 0 < pool_min_size <= pool_max_size:
             raise ConfigurationError(
                 f"need 0 < pool_min_size <= pool_max_size, got {pool_min_size}, {pool_max_size}"
@@ -188,8 +220,10 @@ class PostgresBroker(BrokerBase):
         self._statement_timeout = statement_timeout
         self._connect_timeout = connect_timeout
         self._max_backoff = max_reconnect_backoff
-        self.application_name = application_name or (
-            f"taskmaster/{os.getpid()}/{next(_broker_numbers)}"
+        self.application_name = (
+            application_name
+            or params.get("application_name")
+            or f"taskmaster/{os.getpid()}/{next(_broker_numbers)}"
         )
         self._connect_kwargs: dict[str, Any] = {
             "application_name": self.application_name,
@@ -271,9 +305,9 @@ class PostgresBroker(BrokerBase):
                 return
             except psycopg.Error as exc:
                 if time.monotonic() + pause >= deadline or _turned_away(exc):
-                    reason = " ".join(str(exc).split())  # one line
                     raise BrokerError(
-                        f"could not connect to PostgreSQL at {describe_dsn(self._dsn)}: {reason}"
+                        f"could not connect to PostgreSQL at {describe_dsn(self._dsn)}: "
+                        f"{_one_line(exc)}"
                     ) from exc
             time.sleep(pause)
             pause = min(pause * 2, 1.0)

@@ -109,6 +109,33 @@ def test_an_unreachable_server_is_a_clear_broker_error(pg_dsn: str) -> None:
     broker.close()
 
 
+def test_the_dsns_connect_timeout_bounds_the_retries(pg_dsn: str) -> None:
+    dsn = make_conninfo(pg_dsn, host="127.0.0.1", port="1", connect_timeout="2")
+    broker = PostgresBroker(dsn)  # no connect_timeout argument: the DSN's 2 s, not 10
+    started = time.monotonic()
+    with pytest.raises(BrokerError) as caught:
+        broker.open()
+    assert 1.5 < time.monotonic() - started < 8
+    message = str(caught.value)
+    assert "Connection refused; " in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon"])
+def test_a_connect_timeout_that_would_wait_forever_is_refused(pg_dsn: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match="must be a positive number of seconds"):
+        PostgresBroker(make_conninfo(pg_dsn, connect_timeout=value))
+
+
+def test_the_dsns_application_name_names_every_connection(
+    pg_dsn: str, pg_conn: psycopg.Connection[Any]
+) -> None:
+    with PostgresBroker(make_conninfo(pg_dsn, application_name="billing-worker")) as broker:
+        assert broker.application_name == "billing-worker"
+        broker.subscribe(["q"], lambda queue: None)
+        # the pool's connection and the listener's, both under the DSN's name
+        wait_until(lambda: len(backends(pg_conn, broker)) >= 2, 5)
+
+
 def test_a_missing_database_is_reported_with_the_servers_reason(pg_dsn: str) -> None:
     broker = PostgresBroker(make_conninfo(pg_dsn, dbname="no_such_db_here"), connect_timeout=10)
     started = time.monotonic()
