@@ -74,7 +74,7 @@ def describe_dsn(dsn: str) -> str:
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
-def _dsn_connect_timeout(value: str | None) -> float:
+def _dsn_connect_timeout(value: str | int | None) -> float:
     """The DSN's own ``connect_timeout`` (libpq's, in seconds), else the default."""
     if value is None or value == "":
         return DEFAULT_CONNECT_TIMEOUT
