@@ -15,14 +15,16 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
+
+import msgspec
 
 from ._broker import Broker
 from ._errors import ConfigurationError, TaskmasterError
 from ._logging import configure_logging
-from ._plugins import enable_plugins, open_broker
+from ._plugins import SerializerRegistry, enable_plugins, open_broker
 from ._publisher import Publisher
-from ._types import JobState
+from ._types import JobInfo, JobState
 
 __all__ = ["main"]
 
@@ -63,14 +65,22 @@ def _add_common(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (like every other error of
+    the CLI) that points at ``--help`` instead of printing the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="taskmaster",
         description="Background jobs on Postgres, with an in-memory broker for tests.",
     )
     _add_common(parser, defaults=True)
     # The same options after the command name (`taskmaster worker --url ...`).
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     _add_common(common, defaults=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -259,21 +269,26 @@ def _cmd_stats(args: argparse.Namespace, broker: Broker) -> int:
     return EXIT_OK
 
 
+def _job_json(job: JobInfo, serializers: SerializerRegistry) -> dict[str, Any]:
+    """Every field of a stored job; ``payload`` decoded by the job's own
+    serializer (``null`` with ``payload_error`` when that fails, e.g. the
+    serializer is not installed), ``payload_base64`` the stored bytes."""
+    fields: dict[str, Any] = msgspec.to_builtins(job)
+    fields["payload_base64"] = fields.pop("payload")
+    try:
+        payload = serializers.get(job.serializer).loads(job.payload)
+        fields["payload"] = msgspec.to_builtins(payload)
+    except Exception as exc:
+        fields["payload"] = None
+        fields["payload_error"] = str(exc)
+    return fields
+
+
 def _cmd_failed(args: argparse.Namespace, broker: Broker) -> int:
     jobs = broker.jobs(queue=args.queue, states=[JobState.FAILED], limit=args.limit)
     if args.json:
-        rows = [
-            {
-                "id": j.id,
-                "queue": j.queue,
-                "attempts": j.attempts,
-                "max_attempts": j.max_attempts,
-                "last_error": j.last_error,
-                "updated_at": j.updated_at.isoformat(),
-            }
-            for j in jobs
-        ]
-        print(json.dumps(rows, indent=2))
+        serializers = SerializerRegistry()
+        print(json.dumps([_job_json(j, serializers) for j in jobs], indent=2))
         return EXIT_OK
     if not jobs:
         print("no failed jobs")
@@ -335,7 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if url is None and args.command not in _EMBEDDED_OK:
         print(
             f"taskmaster: error: {args.command} needs a broker: pass --url or set TASKMASTER_URL "
-            f"(the default {DEFAULT_URL} lives only as long as one command)",
+            f"(e.g. postgresql://localhost/app; {DEFAULT_URL} would be a new, empty broker "
+            "gone after this one command)",
             file=sys.stderr,
         )
         return EXIT_USAGE

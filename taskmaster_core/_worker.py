@@ -98,10 +98,8 @@ def run_worker(
         nonlocal signals_seen
         signals_seen += 1
         name = signal.Signals(signum).name
-        if signals_seen == 1:
-            logger.warning(
-                "%s received: stopping (up to %.0fs for running jobs)", name, stop_timeout
-            )
+        if signals_seen == 1:  # a normal stop: INFO, so a healthy worker is silent at WARNING
+            logger.info("%s received: stopping (up to %.0fs for running jobs)", name, stop_timeout)
             stop_requested.set()
         else:
             logger.warning("%s received again: not waiting for running jobs", name)
@@ -116,6 +114,10 @@ def run_worker(
         brokers = {id(c.broker): c.broker for c in consumers}
         for broker in brokers.values():
             broker.open()
+            # One cheap look at the storage first: a table that was never
+            # migrated (or a role without grants) stops the worker here with
+            # the broker's error, instead of a claim loop retrying forever.
+            broker.jobs(limit=1)
         for consumer in consumers:
             consumer.start()
         logger.info(
@@ -138,7 +140,10 @@ def run_worker(
             while thread.is_alive():
                 thread.join(0.1)  # short slices, so a second signal is handled promptly
         clean = all(results)
-        logger.warning("worker stopped %s", "cleanly" if clean else "with handlers abandoned")
+        if clean:
+            logger.info("worker stopped cleanly")
+        else:
+            logger.warning("worker stopped with handlers abandoned")
         return 0 if clean else EXIT_HANDLERS_ABANDONED
     finally:
         for restored, handler in previous.items():

@@ -7,6 +7,7 @@ component-style example app (examples/component_app), stopped with signals.
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import sqlite3
@@ -17,7 +18,7 @@ import psycopg
 import pytest
 
 from examples.component_app.app import WelcomeEmail
-from taskmaster_core import JobState, Lease, Publisher
+from taskmaster_core import JobInfo, JobState, Lease, Publisher
 from taskmaster_postgres import PostgresBroker
 
 from .helpers import APP, Worker, counts, ok, taskmaster, wait_for, worker
@@ -196,7 +197,12 @@ def test_failed_requeue_prune_delete_round_trip(
     assert [row["id"] for row in failed] == ids
     assert {row["attempts"] for row in failed} == {1}
     assert failed[0]["last_error"] == "not an email address: 'bad0'"
-    assert set(failed[0]) == {"id", "queue", "attempts", "max_attempts", "last_error", "updated_at"}
+    assert failed[0]["payload"] == {"email": "bad0", "name": "B0"}
+    assert base64.b64decode(failed[0]["payload_base64"]) == json.dumps(
+        {"email": "bad0", "name": "B0"}, separators=(",", ":")
+    ).encode()
+    assert failed[0]["state"] == "failed" and failed[0]["serializer"] == "json"
+    assert set(failed[0]) == {*JobInfo.__struct_fields__, "payload_base64"}  # every field
     table = ok(cli_dsn, "failed", "--queue", "signups", "--limit", "2").splitlines()
     assert table[0].split()[:3] == ["id", "queue", "attempts"]
     assert len(table) == 3 and table[1].split()[:3] == [str(ids[0]), "signups", "1/3"]
