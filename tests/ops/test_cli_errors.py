@@ -71,7 +71,8 @@ def test_a_database_that_was_never_migrated(cli_dsn: str) -> None:
     assert_one_line_errors(
         run_all(cli_dsn, commands),
         1,
-        '"public.taskmaster_jobs" does not exist (run `taskmaster migrate` to create the jobs table)',
+        '"public.taskmaster_jobs" does not exist'
+        " (run `taskmaster migrate` to create the jobs table)",
     )
 
 

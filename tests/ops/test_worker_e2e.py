@@ -198,9 +198,10 @@ def test_failed_requeue_prune_delete_round_trip(
     assert {row["attempts"] for row in failed} == {1}
     assert failed[0]["last_error"] == "not an email address: 'bad0'"
     assert failed[0]["payload"] == {"email": "bad0", "name": "B0"}
-    assert base64.b64decode(failed[0]["payload_base64"]) == json.dumps(
-        {"email": "bad0", "name": "B0"}, separators=(",", ":")
-    ).encode()
+    assert (
+        base64.b64decode(failed[0]["payload_base64"])
+        == json.dumps({"email": "bad0", "name": "B0"}, separators=(",", ":")).encode()
+    )
     assert failed[0]["state"] == "failed" and failed[0]["serializer"] == "json"
     assert set(failed[0]) == {*JobInfo.__struct_fields__, "payload_base64"}  # every field
     table = ok(cli_dsn, "failed", "--queue", "signups", "--limit", "2").splitlines()
