@@ -11,6 +11,8 @@ from ._common import percentile
 PEERS = ("procrastinate", "pgqueuer")
 DASH = "\u2013"  # en dash, for ranges
 TIMES = "\u00d7"  # multiplication sign, for ratios
+SAME_ROW = "1. same,"
+"""Label start of a row that repeats row 1 against another ceiling."""
 
 
 def row_specs(concurrencies: list[int], first: int) -> list[tuple[str, str, str, str | None]]:
@@ -19,7 +21,7 @@ def row_specs(concurrencies: list[int], first: int) -> list[tuple[str, str, str,
         ("put_one", "1. put, one job per call", "jobs/s", "raw_insert_1"),
         (
             "put_one",
-            "1. same, raw SQL: Taskmaster's INSERT on its own table",
+            f"{SAME_ROW} raw SQL: Taskmaster's INSERT on its own table",
             "jobs/s",
             "raw_insert_1_jobs_table",
         ),
@@ -91,6 +93,8 @@ def markdown_table(data: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, label, unit, raw_key in row_specs(concurrencies, data["config"]["backlog_measure"]):
         row = results.get(key, {})
+        if label.startswith(SAME_ROW):  # only the new ceiling and Taskmaster's ratio to it
+            row = {"taskmaster": row["taskmaster"]} if "taskmaster" in row else {}
         raw = results.get(raw_key, {}).get("rawsql") if raw_key else None
         if not row and not raw:
             continue

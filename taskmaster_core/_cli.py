@@ -277,7 +277,9 @@ def _job_json(job: JobInfo, serializers: SerializerRegistry) -> dict[str, Any]:
     fields["payload_base64"] = fields.pop("payload")
     try:
         payload = serializers.get(job.serializer).loads(job.payload)
-        fields["payload"] = msgspec.to_builtins(payload)
+        # Through msgspec's JSON encoder: whatever a serializer decoded (bytes,
+        # non-string map keys, NaN) either becomes valid JSON or lands below.
+        fields["payload"] = json.loads(msgspec.json.encode(payload))
     except Exception as exc:
         fields["payload"] = None
         fields["payload_error"] = str(exc)

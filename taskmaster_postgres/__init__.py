@@ -6,12 +6,13 @@ try:
     from ._broker import PostgresBroker
     from ._names import MAX_QUEUE_NAME_LENGTH
     from ._schema import LATEST_VERSION as SCHEMA_VERSION
-except ModuleNotFoundError as _exc:
-    # A core-only install (no postgres extra). The package must still import:
-    # its URL-scheme plugin is loaded through the entry point with the core,
-    # and it answers postgresql:// URLs with what to install. Only using one
-    # of the names below fails, with the same advice.
-    if _exc.name not in {"psycopg", "psycopg_pool"}:
+except ImportError as _exc:
+    # A core-only install (no postgres extra), or a psycopg that cannot load
+    # (no libpq). The package must still import: its URL-scheme plugin is
+    # loaded through the entry point with the core, and answers postgresql://
+    # URLs with what to install. Only using one of the names below fails,
+    # with the same advice. A missing module of anyone else's is a real bug.
+    if isinstance(_exc, ModuleNotFoundError) and _exc.name not in {"psycopg", "psycopg_pool"}:
         raise
     _MISSING = str(_exc)
 

@@ -75,14 +75,15 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
 def _dsn_connect_timeout(value: str | int | None) -> float:
-    """The DSN's own ``connect_timeout`` (libpq's, in seconds), else the default."""
+    """The DSN's own ``connect_timeout`` (libpq's, in seconds; or
+    ``PGCONNECT_TIMEOUT``'s), else the default."""
     if value is None or value == "":
         return DEFAULT_CONNECT_TIMEOUT
     try:
         seconds = float(value)
     except ValueError:
         seconds = 0.0
-    if not seconds > 0:
+    if not 0 < seconds < math.inf:
         # libpq would wait forever; a broker needs a bound for its retries.
         raise ConfigurationError(
             f"connect_timeout={value!r} in the DSN must be a positive number of seconds"
@@ -172,9 +173,9 @@ class PostgresBroker(BrokerBase):
     operator commands always commit synchronously. ``connect_timeout``
     (seconds) bounds connecting and retrying an unreachable server, and
     waiting for a pooled connection; ``None`` takes the DSN's own
-    ``connect_timeout``, else 10. ``application_name`` (shown in
-    ``pg_stat_activity``): ``None`` takes the DSN's, else
-    ``taskmaster/<pid>/<n>``.
+    ``connect_timeout`` (or ``PGCONNECT_TIMEOUT``), else 10.
+    ``application_name`` (shown in ``pg_stat_activity``): ``None`` takes the
+    DSN's (or ``PGAPPNAME``), else ``taskmaster/<pid>/<n>``.
     """
 
     def __init__(
@@ -202,7 +203,9 @@ class PostgresBroker(BrokerBase):
         except psycopg.Error as exc:
             raise ConfigurationError(f"invalid PostgreSQL DSN: {_one_line(exc)}") from None
         if connect_timeout is None:
-            connect_timeout = _dsn_connect_timeout(params.get("connect_timeout"))
+            connect_timeout = _dsn_connect_timeout(
+                params.get("connect_timeout") or os.environ.get("PGCONNECT_TIMEOUT")
+            )
         if not 0 < pool_min_size <= pool_max_size:
             raise ConfigurationError(
                 f"need 0 < pool_min_size <= pool_max_size, got {pool_min_size}, {pool_max_size}"
@@ -223,6 +226,7 @@ class PostgresBroker(BrokerBase):
         self.application_name = (
             application_name
             or params.get("application_name")
+            or os.environ.get("PGAPPNAME")
             or f"taskmaster/{os.getpid()}/{next(_broker_numbers)}"
         )
         self._connect_kwargs: dict[str, Any] = {

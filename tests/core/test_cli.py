@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -156,3 +157,35 @@ def test_operator_commands_on_the_memory_broker(
     assert capsys.readouterr().out.strip() == "requeued 0 job(s)"
     assert main([*url, *["prune", "--older-than", "7d", "--state", "failed"]]) == 0
     assert capsys.readouterr().out.strip() == "pruned 0 job(s)"
+
+
+def test_failed_json_holds_any_stored_payload() -> None:
+    from datetime import UTC, datetime
+
+    from taskmaster_core import JobInfo, JobState
+    from taskmaster_core._cli import _job_json
+    from taskmaster_core._plugins import SerializerRegistry
+
+    now = datetime.now(UTC)
+
+    def job(payload: bytes, serializer: str) -> JobInfo:
+        return JobInfo(
+            id=1, queue="q", state=JobState.FAILED, payload=payload, serializer=serializer,
+            priority=0, attempts=3, max_attempts=3, run_at=now, created_at=now, updated_at=now,
+            lease_until=None, last_error="boom", dedup_key=None, headers=None,
+        )  # fmt: skip
+
+    serializers = SerializerRegistry()
+    cases = {
+        b'{"to": "a@b"}': ("json", {"to": "a@b"}),
+        b"\x82\xa1n\x01\xa1b\xc4\x02hi": ("msgpack", {"n": 1, "b": "aGk="}),  # bytes: base64
+        b"\x81\x91\x01\x01": ("msgpack", None),  # a map keyed by an array: no JSON for it
+        b"\xff": ("json", None),  # undecodable
+        b"{}": ("not-installed", None),
+    }
+    for stored, (serializer, expected) in cases.items():
+        fields = _job_json(job(stored, serializer), serializers)
+        json.dumps(fields, allow_nan=False)  # always valid JSON
+        assert fields["payload"] == expected, (stored, fields)
+        assert ("payload_error" in fields) == (expected is None), fields
+        assert fields["payload_base64"] == base64.b64encode(stored).decode()

@@ -109,9 +109,16 @@ def test_an_unreachable_server_is_a_clear_broker_error(pg_dsn: str) -> None:
     broker.close()
 
 
-def test_the_dsns_connect_timeout_bounds_the_retries(pg_dsn: str) -> None:
-    dsn = make_conninfo(pg_dsn, host="127.0.0.1", port="1", connect_timeout="2")
-    broker = PostgresBroker(dsn)  # no connect_timeout argument: the DSN's 2 s, not 10
+@pytest.mark.parametrize("where", ["dsn", "environment"])
+def test_the_dsns_connect_timeout_bounds_the_retries(
+    pg_dsn: str, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn = make_conninfo(pg_dsn, host="127.0.0.1", port="1")
+    if where == "dsn":
+        dsn = make_conninfo(dsn, connect_timeout="2")
+    else:
+        monkeypatch.setenv("PGCONNECT_TIMEOUT", "2")
+    broker = PostgresBroker(dsn)  # no connect_timeout argument: libpq's 2 s, not 10
     started = time.monotonic()
     with pytest.raises(BrokerError) as caught:
         broker.open()
@@ -120,10 +127,20 @@ def test_the_dsns_connect_timeout_bounds_the_retries(pg_dsn: str) -> None:
     assert "Connection refused; " in message and "\n" not in message, message
 
 
-@pytest.mark.parametrize("value", ["0", "-3", "soon"])
+@pytest.mark.parametrize("value", ["0", "-3", "soon", "inf"])
 def test_a_connect_timeout_that_would_wait_forever_is_refused(pg_dsn: str, value: str) -> None:
     with pytest.raises(ConfigurationError, match="must be a positive number of seconds"):
         PostgresBroker(make_conninfo(pg_dsn, connect_timeout=value))
+
+
+def test_pgappname_names_the_broker_unless_the_dsn_does(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGAPPNAME", "from-environment")
+    assert PostgresBroker(pg_dsn).application_name == "from-environment"
+    named = make_conninfo(pg_dsn, application_name="from-dsn")
+    assert PostgresBroker(named).application_name == "from-dsn"
+    assert PostgresBroker(named, application_name="given").application_name == "given"
 
 
 def test_the_dsns_application_name_names_every_connection(
@@ -132,8 +149,9 @@ def test_the_dsns_application_name_names_every_connection(
     with PostgresBroker(make_conninfo(pg_dsn, application_name="billing-worker")) as broker:
         assert broker.application_name == "billing-worker"
         broker.subscribe(["q"], lambda queue: None)
-        # the pool's connection and the listener's, both under the DSN's name
-        wait_until(lambda: len(backends(pg_conn, broker)) >= 2, 5)
+        # the pool's connections and the listener's, all under the DSN's name
+        wait_until(lambda: any(q.startswith("LISTEN") for _, q in backends(pg_conn, broker)), 5)
+        assert len(backends(pg_conn, broker)) >= 2
 
 
 def test_a_missing_database_is_reported_with_the_servers_reason(pg_dsn: str) -> None:
