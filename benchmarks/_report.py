@@ -141,8 +141,9 @@ def write_plots(data: dict[str, Any], out: Path) -> list[Path]:
     latency = data["samples"].get("latency", {})
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     ax = axes[0]
-    for name, by_conc in burn.items():
-        concs = sorted(int(c) for c in by_conc)
+    for name, by_text in burn.items():
+        by_conc = {int(c): v for c, v in by_text.items()}  # JSON made the keys strings
+        concs = sorted(by_conc)
         med = [by_conc[c]["median"] for c in concs]
         low = [by_conc[c]["median"] - by_conc[c]["min"] for c in concs]
         high = [by_conc[c]["max"] - by_conc[c]["median"] for c in concs]
