@@ -87,8 +87,12 @@ class Broker(Protocol):
         ids: Collection[int] | None = None,
         queue: str | None = None,
         states: Collection[JobState] | None = None,
+        limit: int | None = None,
     ) -> int:
-        """Delete jobs matching every given filter (no filter: every job)."""
+        """Delete jobs matching every given filter (no filter: every job).
+        Returns the count. With ``limit``, at most that many (any of the
+        matching ones): a large set goes in short transactions by calling
+        again until fewer than ``limit`` come back."""
 
     def prune(
         self,
@@ -96,9 +100,11 @@ class Broker(Protocol):
         *,
         states: Collection[JobState] = (JobState.DONE,),
         queue: str | None = None,
+        limit: int | None = None,
     ) -> int:
         """Delete finished jobs (``done``/``failed`` only) last updated more than
-        ``older_than`` seconds ago. Returns the count."""
+        ``older_than`` seconds ago. Returns the count; ``limit`` as for
+        :meth:`delete`."""
 
     def stats(self, queues: Collection[str] | None = None) -> list[QueueStats]:
         """Counts per queue and state, sorted by queue name. Queues with no
@@ -146,6 +152,15 @@ class BrokerBase:
                 + ", ".join(sorted(unfinished))
             )
         return wanted
+
+    @staticmethod
+    def _check_limit(limit: int | None) -> int | None:
+        """``limit`` of delete/prune: ``None`` (no limit) or an int >= 1."""
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+        ):
+            raise ConfigurationError(f"limit must be None or an int >= 1, got {limit!r}")
+        return limit
 
     def open(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError

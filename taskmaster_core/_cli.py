@@ -73,6 +73,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+DEFAULT_BATCH_SIZE = 10_000
+
+
+def _add_batch_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"jobs deleted per transaction (default {DEFAULT_BATCH_SIZE:,})",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="taskmaster",
@@ -166,6 +178,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=list(JobState),
         help="only jobs in this state (repeatable)",
     )
+    _add_batch_size(delete)
     delete.set_defaults(run=_cmd_delete)
 
     prune = command("prune", help="delete finished jobs older than a duration")
@@ -178,6 +191,7 @@ def _parser() -> argparse.ArgumentParser:
         help="done (default) and/or failed",
     )
     prune.add_argument("--queue", default=None, help="only this queue")
+    _add_batch_size(prune)
     prune.set_defaults(run=_cmd_prune)
     return parser
 
@@ -323,16 +337,45 @@ def _cmd_requeue(args: argparse.Namespace, broker: Broker) -> int:
 def _cmd_delete(args: argparse.Namespace, broker: Broker) -> int:
     if not args.ids and args.queue is None:
         raise UsageError("delete needs job ids or --queue QUEUE")
-    deleted = broker.delete(ids=args.ids or None, queue=args.queue, states=args.state)
+    deleted = _in_batches(
+        "deleted",
+        args.batch_size,
+        lambda limit: broker.delete(
+            ids=args.ids or None, queue=args.queue, states=args.state, limit=limit
+        ),
+    )
     print(f"deleted {deleted} job(s)")
     return EXIT_OK
 
 
 def _cmd_prune(args: argparse.Namespace, broker: Broker) -> int:
     states = args.state or [JobState.DONE]
-    pruned = broker.prune(args.older_than, states=states, queue=args.queue)
+    pruned = _in_batches(
+        "pruned",
+        args.batch_size,
+        lambda limit: broker.prune(args.older_than, states=states, queue=args.queue, limit=limit),
+    )
     print(f"pruned {pruned} job(s)")
     return EXIT_OK
+
+
+def _in_batches(verb: str, size: int, batch: Callable[[int], int]) -> int:
+    """Call ``batch(size)`` until it does fewer than ``size`` (each call is one
+    short transaction on Postgres, so a large delete holds no long locks);
+    on a terminal, show the running count on stderr. Returns the total."""
+    progress = sys.stderr.isatty()
+    total = 0
+    while True:
+        done = batch(size)
+        total += done
+        if done < size:
+            break
+        if progress:
+            sys.stderr.write(f"\r\033[K{verb} {total:,} job(s) so far…")
+            sys.stderr.flush()
+    if progress and total >= size:
+        sys.stderr.write("\r\033[K")
+    return total
 
 
 # -- plumbing -------------------------------------------------------------

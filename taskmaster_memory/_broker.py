@@ -380,10 +380,12 @@ class MemoryBroker(BrokerBase):
         ids: Collection[int] | None = None,
         queue: str | None = None,
         states: Collection[JobState] | None = None,
+        limit: int | None = None,
     ) -> int:
         self._check_open()
+        limit = self._check_limit(limit)
         with self._lock:
-            doomed = self._select(ids=ids, queue=queue, states=states)
+            doomed = self._select(ids=ids, queue=queue, states=states)[:limit]
             now = self._clock()
             for record in doomed:
                 self._transition(record, _DONE, now)  # releases dedup, invalidates heaps
@@ -396,12 +398,15 @@ class MemoryBroker(BrokerBase):
         *,
         states: Collection[JobState] = (JobState.DONE,),
         queue: str | None = None,
+        limit: int | None = None,
     ) -> int:
         self._check_open()
         wanted = self._prune_states(states)
+        limit = self._check_limit(limit)
         with self._lock:
             cutoff = self._clock() - older_than
-            doomed = [r for r in self._select(queue=queue, states=wanted) if r.updated_at <= cutoff]
+            old = [r for r in self._select(queue=queue, states=wanted) if r.updated_at <= cutoff]
+            doomed = old[:limit]
             for record in doomed:
                 del self._jobs[record.id]
             return len(doomed)

@@ -594,14 +594,17 @@ class PostgresBroker(BrokerBase):
         ids: Collection[int] | None = None,
         queue: str | None = None,
         states: Collection[JobState] | None = None,
+        limit: int | None = None,
     ) -> int:
         params = {
             "ids": None if ids is None else list(ids),
             "queue": queue,
             "states": None if states is None else [str(s) for s in states],
+            "limit": self._check_limit(limit),
         }
+        statement = self._sql.delete if limit is None else self._sql.delete_limited
         with self._connection("delete") as conn:
-            return conn.execute(self._sql.delete, params).rowcount
+            return conn.execute(statement, params).rowcount
 
     def prune(
         self,
@@ -609,15 +612,18 @@ class PostgresBroker(BrokerBase):
         *,
         states: Collection[JobState] = (JobState.DONE,),
         queue: str | None = None,
+        limit: int | None = None,
     ) -> int:
         wanted = self._prune_states(states)
         params = {
             "states": sorted(str(s) for s in wanted),
             "older_than": float(older_than),
             "queue": queue,
+            "limit": self._check_limit(limit),
         }
+        statement = self._sql.prune if limit is None else self._sql.prune_limited
         with self._connection("prune") as conn:
-            return conn.execute(self._sql.prune, params).rowcount
+            return conn.execute(statement, params).rowcount
 
     def stats(self, queues: Collection[str] | None = None) -> list[QueueStats]:
         wanted = None if queues is None else list(dict.fromkeys(queues))

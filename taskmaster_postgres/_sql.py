@@ -282,18 +282,29 @@ woken AS (
 SELECT (SELECT count(*) FROM requeued), (SELECT count(*) FROM woken)
 """
 
-_DELETE = """
-DELETE FROM {t}
-WHERE (%(ids)s::int8[] IS NULL OR id = ANY(%(ids)s::int8[]))
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-  AND (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[]))
+_DELETE_WHERE = """
+    (%(ids)s::int8[] IS NULL OR id = ANY(%(ids)s::int8[]))
+    AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+    AND (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[]))
 """
 
-_PRUNE = """
-DELETE FROM {t}
-WHERE state = ANY(%(states)s::text[]) AND state IN ('done', 'failed')
-  AND updated_at <= now() - %(older_than)s * interval '1 second'
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+_PRUNE_WHERE = """
+    state = ANY(%(states)s::text[]) AND state IN ('done', 'failed')
+    AND updated_at <= now() - %(older_than)s * interval '1 second'
+    AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+"""
+
+# One statement for all matching rows; with a limit, a batch of at most
+# `limit` of them (found by whatever plan suits the filters) deleted by
+# primary key, so a large delete can go in short transactions, one per call.
+# `id = ANY(ARRAY(...))` keeps the primary key the way in: with `id IN
+# (SELECT ...)` the planner hash-joined each batch against a sequential scan
+# of the whole table (1,000,000 rows pruned in 100 batches: 12.5 s, against
+# 1.3 s for one statement).
+_UNLIMITED = "DELETE FROM {{t}} WHERE {where}"
+_LIMITED = """
+DELETE FROM {{t}}
+WHERE id = ANY(ARRAY(SELECT id FROM {{t}} WHERE {where} LIMIT %(limit)s))
 """
 
 _STATS = """
@@ -365,7 +376,9 @@ class Statements:
         self.extend = render(_EXTEND)
         self.release = render(_RELEASE)
         self.requeue = render(_REQUEUE)
-        self.delete = render(_DELETE)
-        self.prune = render(_PRUNE)
+        self.delete = render(_UNLIMITED.format(where=_DELETE_WHERE))
+        self.delete_limited = render(_LIMITED.format(where=_DELETE_WHERE))
+        self.prune = render(_UNLIMITED.format(where=_PRUNE_WHERE))
+        self.prune_limited = render(_LIMITED.format(where=_PRUNE_WHERE))
         self.stats = render(_STATS)
         self.jobs = render(_JOBS)

@@ -412,6 +412,23 @@ def test_prune_removes_old_finished_jobs_only(make_harness: HarnessFactory) -> N
         broker.prune(0, states=[JobState.QUEUED])
 
 
+def test_delete_and_prune_take_at_most_limit_jobs_a_call(make_harness: HarnessFactory) -> None:
+    harness = make_harness(keep_done=True)
+    broker = harness.broker
+    broker.put([new_job("q") for _ in range(7)] + [new_job("other") for _ in range(2)])
+    broker.settle([ack(job) for job in broker.claim(["q"], 7, LEASE)])
+    harness.advance(3600)
+    assert [broker.prune(1800, limit=3) for _ in range(4)] == [3, 3, 1, 0]
+    assert broker.delete(queue="other", limit=1) == 1
+    assert broker.delete(queue="other", limit=5) == 1
+    assert broker.stats() == []
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(ConfigurationError, match="limit must be None or an int >= 1"):
+            broker.delete(limit=bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match="limit must be None or an int >= 1"):
+            broker.prune(0, limit=bad)  # type: ignore[arg-type]
+
+
 def test_stats_count_each_state_per_queue(harness: Harness) -> None:
     broker = harness.broker
     broker.put([new_job("a") for _ in range(5)])

@@ -247,6 +247,27 @@ def test_failed_requeue_prune_delete_round_trip(
     assert taskmaster(cli_dsn, "failed").stdout.strip() == "no failed jobs"
 
 
+def test_prune_and_delete_work_through_large_sets_in_batches(
+    cli_dsn: str, broker: PostgresBroker, pg_dsn: str
+) -> None:
+    ok(cli_dsn, "migrate")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO public.taskmaster_jobs (queue, payload, serializer, state, updated_at)"
+            " SELECT 'old', '\\x7b7d', 'json', 'done', now() - interval '2 days'"
+            " FROM generate_series(1, 2500)"
+        )
+    Publisher(broker).put_many("busy", [{"n": i} for i in range(25)])
+    batches = ["--batch-size", "1000"]  # 1,000 + 1,000 + 500
+    assert ok(cli_dsn, "prune", "--older-than", "1d", *batches).strip() == "pruned 2500 job(s)"
+    assert ok(cli_dsn, "prune", "--older-than", "1d", *batches).strip() == "pruned 0 job(s)"
+    exact = ["--batch-size", "5"]  # 25 in batches of 5: the last batch is empty
+    assert ok(cli_dsn, "delete", "--queue", "busy", *exact).strip() == "deleted 25 job(s)"
+    assert broker.jobs() == []
+    bad = taskmaster(cli_dsn, "prune", "--older-than", "1d", "--batch-size", "0")
+    assert bad.returncode == 2 and "must be at least 1" in bad.stderr
+
+
 def test_a_worker_whose_app_is_missing_exits_2(cli_dsn: str, tmp_path: Path) -> None:
     """A worker that cannot load its APP says so in one line."""
     w = Worker(cli_dsn, tmp_path / "w.log", "examples.component_app.app:nothing")
