@@ -134,6 +134,9 @@ def _parser() -> argparse.ArgumentParser:
     worker.set_defaults(run=_cmd_worker)
 
     migrate = command("migrate", help="create or upgrade the jobs table")
+    migrate.add_argument(
+        "--dry-run", action="store_true", help="print the SQL migrate would run; change nothing"
+    )
     migrate.set_defaults(run=_cmd_migrate)
 
     put = command("put", help="put one job on a queue")
@@ -220,6 +223,17 @@ def _cmd_worker(args: argparse.Namespace, broker: Broker) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace, broker: Broker) -> int:
+    if args.dry_run:
+        # Not part of the Broker protocol: a broker offers it if it can.
+        planner: Callable[[], list[str]] | None = getattr(broker, "migration_sql", None)
+        if planner is None:
+            raise UsageError(f"{type(broker).__name__} cannot show its migration SQL (--dry-run)")
+        statements = planner()
+        if not statements:
+            print("-- the schema is up to date: migrate would change nothing")
+        for statement in statements:
+            print(f"{statement};\n")
+        return EXIT_OK
     broker.migrate()
     print("schema is up to date")
     return EXIT_OK

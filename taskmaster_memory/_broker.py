@@ -140,6 +140,11 @@ class MemoryBroker(BrokerBase):
     def migrate(self) -> None:
         self._check_open()
 
+    def migration_sql(self) -> list[str]:
+        """Nothing: a memory broker has no schema to create (``migrate --dry-run``)."""
+        self._check_open()
+        return []
+
     def _check_open(self) -> None:
         if not self._open:
             raise BrokerClosedError("MemoryBroker is not open; call open() or use it as `with`")

@@ -402,6 +402,12 @@ class PostgresBroker(BrokerBase):
         with self._connection("migrate") as conn:
             _schema.migrate(conn, self.names)
 
+    def migration_sql(self) -> list[str]:
+        """The statements :meth:`migrate` would run now, as text, without
+        running them (empty when the table is up to date)."""
+        with self._connection("migrate --dry-run") as conn:
+            return _schema.plan(conn, self.names)
+
     def create_jobs_table(self) -> None:
         """Create (or upgrade) the jobs table: the same as :meth:`migrate`."""
         self.migrate()

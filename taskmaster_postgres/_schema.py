@@ -18,7 +18,7 @@ from psycopg import sql
 
 from ._names import VERSIONS_TABLE, TableNames, for_parameters
 
-__all__ = ["LATEST_VERSION", "MIGRATIONS", "applied_version", "drop", "migrate"]
+__all__ = ["LATEST_VERSION", "MIGRATIONS", "applied_version", "drop", "migrate", "plan"]
 
 Migration = Callable[[TableNames], list[sql.Composed]]
 
@@ -130,6 +130,46 @@ def applied_version(conn: psycopg.Connection[tuple[object, ...]], n: TableNames)
     return int(row[0]) if row is not None else 0  # type: ignore[call-overload]
 
 
+def _setup(n: TableNames, schema_exists: bool) -> list[sql.Composed]:
+    """The schema and the versions table, if missing (run under the lock)."""
+    steps: list[sql.Composed] = []
+    if not schema_exists:
+        steps.append(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(n.schema)))
+    steps.append(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} ("
+            " table_name text NOT NULL,"
+            " version integer NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now(),"
+            " PRIMARY KEY (table_name, version))"
+        ).format(_versions_table(n))
+    )
+    return steps
+
+
+def _upgrade(n: TableNames, current: int) -> list[sql.Composed]:
+    """The migrations from version ``current`` to :data:`LATEST_VERSION`, each
+    recorded. Values are literals, so the statements run and print as they are."""
+    steps: list[sql.Composed] = []
+    for version in range(current + 1, LATEST_VERSION + 1):
+        steps += MIGRATIONS[version - 1](n)
+        steps.append(
+            sql.SQL("INSERT INTO {} (table_name, version) VALUES ({}, {})").format(
+                _versions_table(n), sql.Literal(n.table), sql.Literal(version)
+            )
+        )
+    return steps
+
+
+def _lock(n: TableNames) -> sql.Composed:
+    return sql.SQL("SELECT pg_advisory_xact_lock({})").format(sql.Literal(n.lock_key))
+
+
+def _schema_exists(conn: psycopg.Connection[tuple[object, ...]], n: TableNames) -> bool:
+    found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [n.schema]).fetchone()
+    return found is not None
+
+
 def migrate(conn: psycopg.Connection[tuple[object, ...]], n: TableNames) -> int:
     """Bring the table to :data:`LATEST_VERSION`; return how many versions were applied.
 
@@ -138,32 +178,29 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], n: TableNames) -> int:
         if applied_version(conn, n) >= LATEST_VERSION:
             return 0  # fast path: no lock, no DDL privileges needed
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", [n.lock_key])
-        exists = conn.execute(
-            "SELECT 1 FROM pg_namespace WHERE nspname = %s", [n.schema]
-        ).fetchone()
-        if exists is None:
-            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(n.schema)))
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} ("
-                " table_name text NOT NULL,"
-                " version integer NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now(),"
-                " PRIMARY KEY (table_name, version))"
-            ).format(_versions_table(n))
-        )
+        conn.execute(_lock(n))
+        for statement in _setup(n, _schema_exists(conn, n)):
+            conn.execute(statement)
+        # Read the version only now, after the DDL above: a catalog lookup
+        # right after the lock could still see the catalog as it was before
+        # the previous holder committed (and run version 1 a second time).
         current = applied_version(conn, n)
-        for version in range(current + 1, LATEST_VERSION + 1):
-            for statement in MIGRATIONS[version - 1](n):
-                conn.execute(statement)
-            conn.execute(
-                sql.SQL("INSERT INTO {} (table_name, version) VALUES (%s, %s)").format(
-                    _versions_table_p(n)
-                ),
-                [n.table, version],
-            )
+        for statement in _upgrade(n, current):
+            conn.execute(statement)
         return LATEST_VERSION - current
+
+
+def plan(conn: psycopg.Connection[tuple[object, ...]], n: TableNames) -> list[str]:
+    """The SQL :func:`migrate` would run on this database now, as text (empty
+    when the table is up to date); nothing is changed. Another process may
+    migrate in between: the plan is for the state seen here."""
+    with conn.transaction():
+        current = applied_version(conn, n)
+        if current >= LATEST_VERSION:
+            return []
+        steps = [_lock(n), *_setup(n, _schema_exists(conn, n)), *_upgrade(n, current)]
+    # Stripped only: reflowing the text could change a quoted name's spaces.
+    return ["BEGIN", *(s.as_string(conn).strip() for s in steps), "COMMIT"]
 
 
 def drop(conn: psycopg.Connection[tuple[object, ...]], n: TableNames) -> None:

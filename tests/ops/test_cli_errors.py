@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from taskmaster_postgres import PostgresBroker
+
 from .helpers import ok, taskmaster
 
 pytestmark = pytest.mark.postgres
@@ -131,3 +133,16 @@ def test_nothing_to_do_is_not_an_error(cli_dsn: str) -> None:
     assert ok(cli_dsn, "stats").strip() == "no jobs"
     assert ok(cli_dsn, "stats", "--json", "no-such-queue").strip().startswith("[")
     assert ok(cli_dsn, "failed").strip() == "no failed jobs"
+
+
+def test_migrate_dry_run_prints_the_sql_and_changes_nothing(
+    cli_dsn: str, broker: PostgresBroker
+) -> None:
+    planned = ok(cli_dsn, "migrate", "--dry-run")
+    assert planned.startswith("BEGIN;\n") and planned.rstrip().endswith("COMMIT;")
+    assert 'CREATE TABLE "public"."taskmaster_jobs"' in planned
+    assert broker.schema_version() == 0  # nothing was run
+    assert ok(cli_dsn, "migrate").strip() == "schema is up to date"
+    assert ok(cli_dsn, "migrate", "--dry-run").strip() == (
+        "-- the schema is up to date: migrate would change nothing"
+    )

@@ -139,6 +139,53 @@ def test_migrate_is_idempotent_and_versioned(make_pg_harness: Callable[..., Harn
     assert broker.jobs() == []
 
 
+def test_the_dry_run_sql_is_what_migrate_runs(
+    pg_dsn: str, pg_conn: psycopg.Connection[Any]
+) -> None:
+    schema = f"{unique_schema()} dry 'run'"  # does not exist yet; a name that needs quoting
+    planned = PostgresBroker(pg_dsn, schema=schema, table='planned "%s"')
+    migrated = PostgresBroker(pg_dsn, schema=schema, table='migrated "%s"')
+    with planned, migrated:
+        statements = planned.migration_sql()
+        assert statements[0] == "BEGIN" and statements[-1] == "COMMIT"
+        assert planned.schema_version() == 0  # printing the plan changed nothing
+        pg_conn.execute(";\n".join(statements))  # run as a user would run the printed file
+        assert planned.schema_version() == SCHEMA_VERSION
+        assert planned.migration_sql() == []
+        migrated.migrate()
+
+        def catalog(table: str) -> list[tuple[str, ...]]:
+            """Columns, indexes and triggers of ``table``, its own name taken out."""
+            rows = pg_conn.execute(
+                """
+                SELECT 'column', attname || ' ' || format_type(atttypid, atttypmod)
+                       || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+                FROM pg_attribute a
+                LEFT JOIN pg_attrdef d ON (d.adrelid, d.adnum) = (a.attrelid, a.attnum)
+                WHERE attrelid = %(t)s::regclass AND attnum > 0
+                UNION ALL SELECT 'index', pg_get_indexdef(indexrelid) FROM pg_index
+                WHERE indrelid = %(t)s::regclass
+                UNION ALL SELECT 'check', pg_get_constraintdef(oid) FROM pg_constraint
+                WHERE conrelid = %(t)s::regclass
+                UNION ALL SELECT 'trigger', pg_get_triggerdef(oid) FROM pg_trigger
+                WHERE tgrelid = %(t)s::regclass
+                """,
+                {"t": sql.Identifier(schema, table).as_string(pg_conn)},
+            ).fetchall()
+            name = table.replace('"', '""')
+            # The trigger's function and channel are derived from the table
+            # name too: compare the trigger up to its EXECUTE FUNCTION.
+            return sorted(
+                (kind, text.replace(name, "T").split(" EXECUTE FUNCTION ")[0])
+                for kind, text in rows
+            )
+
+        planned_catalog = catalog('planned "%s"')
+        assert len(planned_catalog) == 17 + 5 + 2 + 1  # columns, indexes, checks, trigger
+        assert planned_catalog == catalog('migrated "%s"')
+    pg_conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
 def test_concurrent_migrations_are_safe(pg_dsn: str, pg_conn: psycopg.Connection[Any]) -> None:
     schema = unique_schema()  # does not exist yet: both threads race to create it
     brokers = [PostgresBroker(pg_dsn, schema=schema) for _ in range(4)]
