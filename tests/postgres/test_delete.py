@@ -52,8 +52,7 @@ def test_a_job_requeued_while_a_batch_deletes_it_is_kept(
     deleter = threading.Thread(target=batch)
     deleter.start()
     waiting = (
-        "SELECT 1 FROM pg_stat_activity"
-        " WHERE application_name = %s AND wait_event_type = 'Lock'"
+        "SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'"
     )
     wait_until(lambda: pg_conn.execute(waiting, [broker.application_name]).fetchone() is not None)
     requeuer.commit()
