@@ -200,7 +200,11 @@ class MemoryBroker(BrokerBase):
             record.lease_until = None
             record.token = None
         if state in _FINISHED and record.dedup_key is not None:
-            self._dedup.pop((record.queue, record.dedup_key), None)
+            key = (record.queue, record.dedup_key)
+            # Only the job holding the key frees it: a finished job (being
+            # deleted) may share its key with a newer, unfinished one.
+            if self._dedup.get(key) == record.id:
+                del self._dedup[key]
 
     # -- claiming ----------------------------------------------------------
 

@@ -412,6 +412,17 @@ def test_prune_removes_old_finished_jobs_only(make_harness: HarnessFactory) -> N
         broker.prune(0, states=[JobState.QUEUED])
 
 
+def test_deleting_a_finished_job_keeps_the_dedup_key_of_the_unfinished_one(
+    broker: Broker,
+) -> None:
+    (old,) = broker.put([new_job("q", dedup_key="k")])
+    _fail_all(broker, "q")  # the key is free again
+    (holder,) = broker.put([new_job("q", dedup_key="k")])
+    assert holder is not None
+    assert broker.delete(ids=[old]) == 1  # a failed job with the same key
+    assert broker.put([new_job("q", dedup_key="k")]) == [None]  # still held by `holder`
+
+
 def test_delete_and_prune_take_at_most_limit_jobs_a_call(make_harness: HarnessFactory) -> None:
     harness = make_harness(keep_done=True)
     broker = harness.broker
