@@ -92,7 +92,8 @@ class Broker(Protocol):
         """Delete jobs matching every given filter (no filter: every job).
         Returns the count. With ``limit``, at most that many (any of the
         matching ones): a large set goes in short transactions by calling
-        again until fewer than ``limit`` come back."""
+        again until a call deletes nothing (a short batch is no proof that
+        none remain: jobs it picked may have changed meanwhile)."""
 
     def prune(
         self,

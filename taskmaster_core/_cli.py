@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -351,44 +352,77 @@ def _cmd_requeue(args: argparse.Namespace, broker: Broker) -> int:
 def _cmd_delete(args: argparse.Namespace, broker: Broker) -> int:
     if not args.ids and args.queue is None:
         raise UsageError("delete needs job ids or --queue QUEUE")
+    ids = sorted(set(args.ids)) or None
+    # At most as many as match now, so that jobs put while it runs cannot
+    # keep it going for ever.
+    bound = len(ids) if ids else _matching(broker, args.queue, args.state)
     deleted = _in_batches(
         "deleted",
         args.batch_size,
-        lambda limit: broker.delete(
-            ids=args.ids or None, queue=args.queue, states=args.state, limit=limit
-        ),
+        lambda limit: broker.delete(ids=ids, queue=args.queue, states=args.state, limit=limit),
+        bound=bound,
     )
     print(f"deleted {deleted} job(s)")
     return EXIT_OK
 
 
+def _matching(broker: Broker, queue: str, states: list[JobState] | None) -> int:
+    """Jobs of ``queue`` in ``states`` (all states when ``None``), now."""
+    counts = {JobState.QUEUED: 0, JobState.RUNNING: 0, JobState.FAILED: 0, JobState.DONE: 0}
+    for row in broker.stats([queue]):
+        counts[JobState.QUEUED] += row.ready + row.scheduled
+        counts[JobState.RUNNING] += row.running
+        counts[JobState.FAILED] += row.failed
+        counts[JobState.DONE] += row.done
+    return sum(counts[JobState(s)] for s in (states or counts))
+
+
 def _cmd_prune(args: argparse.Namespace, broker: Broker) -> int:
     states = args.state or [JobState.DONE]
+    started = time.monotonic()
     pruned = _in_batches(
         "pruned",
         args.batch_size,
-        lambda limit: broker.prune(args.older_than, states=states, queue=args.queue, limit=limit),
+        # The age grows with the run, so the cutoff stays where it was at the
+        # start: jobs that finish meanwhile are not taken, and the set shrinks.
+        lambda limit: broker.prune(
+            args.older_than + (time.monotonic() - started),
+            states=states,
+            queue=args.queue,
+            limit=limit,
+        ),
     )
     print(f"pruned {pruned} job(s)")
     return EXIT_OK
 
 
-def _in_batches(verb: str, size: int, batch: Callable[[int], int]) -> int:
-    """Call ``batch(size)`` until it does fewer than ``size`` (each call is one
-    short transaction on Postgres, so a large delete holds no long locks);
-    on a terminal, show the running count on stderr. Returns the total."""
+def _in_batches(
+    verb: str, size: int, batch: Callable[[int], int], *, bound: int | None = None
+) -> int:
+    """Call ``batch(n)`` (one short transaction on Postgres, so a large delete
+    holds no long locks) until one finds nothing, or ``bound`` jobs are done.
+    A batch can come back short while more remain — workers may have settled
+    jobs it picked — so a short batch is not the end. On a terminal, show
+    the running count on stderr. Returns the total; if stopped by an error
+    or Ctrl-C, says on stdout how many went first."""
     progress = sys.stderr.isatty()
     total = 0
-    while True:
-        done = batch(size)
-        total += done
-        if done < size:
-            break
-        if progress:
-            sys.stderr.write(f"\r\033[K{verb} {total:,} job(s) so far…")
-            sys.stderr.flush()
-    if progress and total >= size:
-        sys.stderr.write("\r\033[K")
+    try:
+        while bound is None or total < bound:
+            done = batch(size if bound is None else min(size, bound - total))
+            if done == 0:
+                break
+            total += done
+            if progress:
+                sys.stderr.write(f"\r\033[K{verb} {total:,} job(s) so far…")
+                sys.stderr.flush()
+    except BaseException:
+        if total:
+            print(f"{verb} {total} job(s) before stopping")
+        raise
+    finally:
+        if progress and total:
+            sys.stderr.write("\r\033[K")
     return total
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 from collections.abc import Callable
@@ -145,7 +146,9 @@ def test_the_dry_run_sql_is_what_migrate_runs(
     schema = f"{unique_schema()} dry 'run'"  # does not exist yet; a name that needs quoting
     planned = PostgresBroker(pg_dsn, schema=schema, table='planned "%s"')
     migrated = PostgresBroker(pg_dsn, schema=schema, table='migrated "%s"')
-    with planned, migrated:
+    drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+    with planned, migrated, contextlib.ExitStack() as cleanup:
+        cleanup.callback(pg_conn.execute, drop)
         statements = planned.migration_sql()
         assert statements[0] == "BEGIN" and statements[-1] == "COMMIT"
         assert planned.schema_version() == 0  # printing the plan changed nothing
@@ -183,7 +186,6 @@ def test_the_dry_run_sql_is_what_migrate_runs(
         planned_catalog = catalog('planned "%s"')
         assert len(planned_catalog) == 17 + 5 + 2 + 1  # columns, indexes, checks, trigger
         assert planned_catalog == catalog('migrated "%s"')
-    pg_conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 def test_concurrent_migrations_are_safe(pg_dsn: str, pg_conn: psycopg.Connection[Any]) -> None:
