@@ -20,6 +20,12 @@ Threads (all daemons, named after the consumer):
 
 ``stop()`` stops claiming, returns claimed-but-unstarted jobs to the queue,
 lets running handlers finish up to a timeout, and flushes their outcomes.
+
+Every run that does not end in ``ACK`` is logged once on
+``taskmaster.consumer``, whatever the middleware: INFO for what the handler
+asked for (``Retry``, ``Reject``), WARNING for a retry caused by an error,
+ERROR for a job that ends failed without the handler asking
+(docs/concepts.md, "What the consumer logs").
 """
 
 from __future__ import annotations
@@ -434,11 +440,11 @@ class Consumer:
             slot.started = now
             slot.job = claimed
             began = clock()
-            settlement = self._run(claimed)
+            settlement, error, level = self._execute(claimed)
             self._job_seconds += (clock() - began - self._job_seconds) * _SMOOTHING
             with lock:
                 if slot.abandoned:
-                    return  # timed out: the watchdog settled the job and replaced us
+                    return  # timed out: the watchdog settled (and logged) the job, replaced us
                 slot.job = None
                 held.pop(claimed.id, None)
                 deadlines.pop(claimed.id, None)
@@ -447,6 +453,8 @@ class Consumer:
                     self._settle_signal.notify()
                 if len(held) == self._refill_level:
                     self._wake.set()
+            if level:
+                _log_outcome(level, claimed, settlement, error)
 
     def _give_up(self, claimed: ClaimedJob) -> None:
         """A waiting job whose lease ran out (this process was frozen, or the
@@ -460,45 +468,45 @@ class Consumer:
         )
         self._release([claimed])
 
-    def _run(self, claimed: ClaimedJob) -> Settlement:
-        return self._execute(claimed)[0]
-
-    def _execute(self, claimed: ClaimedJob) -> tuple[Settlement, BaseException | None]:
+    def _execute(self, claimed: ClaimedJob) -> tuple[Settlement, BaseException | None, int]:
         """Decode, run through middleware and handler, and decide the outcome.
-        Returns the settlement and, when the job did not succeed because of an
-        exception (or a bad return value), that exception."""
+
+        Returns the settlement; the exception when the job did not succeed
+        because of one (or of a bad return value); and the level to log the
+        outcome at (0: nothing to log, the job succeeded): INFO for what the
+        handler asked for (``Retry``, ``Reject``), WARNING for a retry caused
+        by an exception, ERROR for a job that ends failed without the handler
+        asking for it. The caller logs, so that a timed-out handler's late
+        result, which is discarded, is not logged either."""
         try:
             serializer = self._serializers.get(claimed.serializer)
             payload = serializer.loads(claimed.payload, self.payload_type)
         except Exception as exc:
-            # Middleware never sees this job (there is no payload to hand it),
-            # so say here why it failed.
-            error = f"cannot decode payload: {exc}"
-            logger.error(
-                "status=failure queue=%s job=%s attempt=%s error=%s",
-                claimed.queue,
-                claimed.id,
-                claimed.attempt,
-                error,
-                extra={"queue": claimed.queue, "job_id": claimed.id, "attempt": claimed.attempt},
-            )
-            return self._fail(claimed, error), exc
+            # Middleware never sees this job (there is no payload to hand it).
+            return self._fail(claimed, f"cannot decode payload: {exc}"), exc, logging.ERROR
         job = Job(claimed, payload, self.context)
         try:
             outcome = self._process(job)
         except BaseException as exc:
-            return self._after_error(claimed, describe_exception(exc), None), exc
+            settlement = self._after_error(claimed, describe_exception(exc), None)
+            level = logging.WARNING if settlement.kind == "retry" else logging.ERROR
+            return settlement, exc, level
         if outcome.__class__ is Ack:
-            return Settlement(id=claimed.id, token=claimed.token, kind="ack"), None
+            return Settlement(id=claimed.id, token=claimed.token, kind="ack"), None, 0
         if isinstance(outcome, Reject):
-            return self._fail(claimed, outcome.reason), None
+            return self._fail(claimed, outcome.reason), None, logging.INFO
         if isinstance(outcome, Retry):
-            return self._after_error(claimed, outcome.reason, outcome.delay), None
+            settlement = self._after_error(claimed, outcome.reason, outcome.delay)
+            return settlement, None, logging.INFO if settlement.kind == "retry" else logging.ERROR
         error = (
             f"handler returned {outcome!r} ({type(outcome).__name__}); "
             "expected ACK, REJECT, Reject(reason) or Retry(delay)"
         )
-        return self._fail(claimed, error), TaskmasterError(f"job {claimed.id}: {error}")
+        return (
+            self._fail(claimed, error),
+            TaskmasterError(f"job {claimed.id}: {error}"),
+            logging.ERROR,
+        )
 
     @staticmethod
     def _fail(claimed: ClaimedJob, error: str) -> Settlement:
@@ -520,7 +528,9 @@ class Consumer:
             if not claimed:
                 break
             for index, job in enumerate(claimed):
-                settlement, error = self._execute(job)
+                settlement, error, level = self._execute(job)
+                if level:
+                    _log_outcome(level, job, settlement, error)
                 self.broker.settle([settlement])
                 ran += 1
                 if raise_errors and error is not None:
@@ -619,7 +629,7 @@ class Consumer:
         assert self.job_timeout is not None
         limit = self.job_timeout
         now = time.monotonic()
-        overran: list[ClaimedJob] = []
+        overran: list[tuple[ClaimedJob, Settlement]] = []
         with self._lock:
             for thread, slot in list(self._workers):
                 job = slot.job
@@ -629,20 +639,12 @@ class Consumer:
                 self._workers.remove((thread, slot))
                 self._held.pop(job.id, None)
                 self._deadlines.pop(job.id, None)
-                self._pending.append(
-                    self._after_error(job, f"handler timed out after {limit:g}s", None)
-                )
-                overran.append(job)
-        for job in overran:
-            logger.error(
-                "status=timeout queue=%s job=%s attempt=%s: handler ran over %gs; "
-                "its thread is abandoned and replaced",
-                job.queue,
-                job.id,
-                job.attempt,
-                limit,
-                extra={"queue": job.queue, "job_id": job.id, "attempt": job.attempt},
-            )
+                settlement = self._after_error(job, f"handler timed out after {limit:g}s", None)
+                self._pending.append(settlement)
+                overran.append((job, settlement))
+        for job, settlement in overran:
+            level = logging.WARNING if settlement.kind == "retry" else logging.ERROR
+            _log_outcome(level, job, settlement, None, "; its thread is abandoned and replaced")
             if not self._stopping:
                 self._add_worker()
 
@@ -692,6 +694,57 @@ class _Slot:
         self.job: ClaimedJob | None = None
         self.started = 0.0
         self.abandoned = False
+
+
+def _log_outcome(
+    level: int,
+    claimed: ClaimedJob,
+    settlement: Settlement,
+    exc: BaseException | None,
+    note: str = "",
+) -> None:
+    """One record for a job that will run again or ends failed: its queue,
+    id, attempt/max and the first line of the error it is stored with, and
+    the traceback (``exc_info``) when a handler or middleware raised.
+    ``status`` is where the job goes: ``retry``, ``rejected`` (the handler
+    said so) or ``failed``."""
+    if not logger.isEnabledFor(level):
+        return
+    error = (settlement.error or "").partition("\n")[0] + note
+    fields = {
+        "queue": claimed.queue,
+        "job_id": claimed.id,
+        "attempt": claimed.attempt,
+        "max_attempts": claimed.max_attempts,
+    }
+    exc_info = exc if exc is not None and exc.__traceback__ is not None else None
+    if settlement.kind == "retry":
+        logger.log(
+            level,
+            "status=retry queue=%s job=%s attempt=%s/%s delay=%.2fs error=%s",
+            claimed.queue,
+            claimed.id,
+            claimed.attempt,
+            claimed.max_attempts,
+            settlement.delay,
+            error,
+            exc_info=exc_info,
+            extra={**fields, "outcome": "retry"},
+        )
+        return
+    status = "rejected" if level == logging.INFO else "failed"
+    logger.log(
+        level,
+        "status=%s queue=%s job=%s attempt=%s/%s error=%s",
+        status,
+        claimed.queue,
+        claimed.id,
+        claimed.attempt,
+        claimed.max_attempts,
+        error,
+        exc_info=exc_info,
+        extra={**fields, "outcome": status},
+    )
 
 
 def _remaining(deadline: float | None, minimum: float = 0.0) -> float | None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 __all__ = ["JsonFormatter", "configure_logging"]
 
-_STRUCTURED = ("queue", "job_id", "attempt", "outcome", "elapsed_ms")
+_STRUCTURED = ("queue", "job_id", "attempt", "max_attempts", "outcome", "elapsed_ms")
 
 
 class JsonFormatter(logging.Formatter):

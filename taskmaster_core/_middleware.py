@@ -139,7 +139,9 @@ class LoggingMiddleware(Middleware):
     ``status=reject`` or ``status=retry`` with ``time=<ms>`` — or
     ``status=failure`` with the time when the handler raised (the exception
     propagates). Records carry the fields ``queue``, ``job_id``, ``attempt``,
-    ``outcome`` and ``elapsed_ms`` for structured log handlers.
+    ``outcome`` and ``elapsed_ms`` for structured log handlers. The error
+    itself is not in them: the consumer logs it, with the traceback and the
+    job's fate, on ``taskmaster.consumer``.
     """
 
     def __init__(self, logger: logging.Logger | None = None, level: int = logging.INFO) -> None:
