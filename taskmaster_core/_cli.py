@@ -118,7 +118,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("app", metavar="APP", help="module:attribute")
     worker.add_argument(
-        "--queues", type=_queue_list, default=None, help="comma-separated; overrides the app's"
+        "--queues",
+        type=_queue_list,
+        default=None,
+        help="comma-separated: run only the app's consumers of these queues",
     )
     worker.add_argument(
         "--concurrency", type=_positive_int, default=None, help="overrides the app's"

@@ -6,6 +6,10 @@
 - a factory: a callable taking the broker opened from ``--url`` and returning
   a ``Consumer`` or a list of them.
 
+``--queues`` selects the consumers that serve those queues (a consumer
+serving several keeps only the selected ones); it never gives a queue to a
+consumer, and so a handler, the application did not give it.
+
 The first SIGTERM or SIGINT stops gracefully: no more claims, unstarted jobs
 go back to their queue, running handlers get ``stop_timeout`` seconds to
 finish. A second signal stops waiting for handlers at once (unstarted jobs
@@ -43,8 +47,9 @@ def load_app(
     queues: Sequence[str] | None = None,
     concurrency: int | None = None,
 ) -> list[Consumer]:
-    """Resolve ``module:attribute`` to consumers (see the module docstring),
-    with ``queues``/``concurrency`` overriding what the application set."""
+    """Resolve ``module:attribute`` to consumers (see the module docstring).
+    ``queues`` selects the consumers serving those queues (see ``_select``);
+    ``concurrency`` overrides the selected consumers' own."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ConfigurationError(f"APP must look like 'package.module:attribute', got {spec!r}")
@@ -75,12 +80,37 @@ def load_app(
         consumers = []
     if not consumers or not all(isinstance(c, Consumer) for c in consumers):
         raise ConfigurationError(f"{spec} did not give Consumer objects, got {found!r}")
-    changes: dict[str, Any] = {}
     if queues:
-        changes["queues"] = list(queues)
+        consumers = _select(consumers, queues, spec)
     if concurrency is not None:
-        changes["concurrency"] = concurrency
-    return [c.replace(**changes) for c in consumers] if changes else consumers
+        consumers = [c.replace(concurrency=concurrency) for c in consumers]
+    return consumers
+
+
+def _select(consumers: list[Consumer], queues: Sequence[str], spec: str) -> list[Consumer]:
+    """The consumers serving any of ``queues``, each narrowed to those it
+    serves (``--queues``). A queue keeps the handler the application gave it:
+    a name no consumer serves is refused, never handed to another consumer."""
+    served = list(dict.fromkeys(q for c in consumers for q in c.queues))
+    unknown = [q for q in dict.fromkeys(queues) if q not in served]
+    if unknown:
+        raise ConfigurationError(
+            f"--queues: no consumer of {spec} serves {', '.join(map(repr, unknown))}; "
+            f"it serves: {', '.join(served)}"
+        )
+    selected = []
+    for consumer in consumers:
+        keep = [q for q in consumer.queues if q in queues]
+        if len(keep) == len(consumer.queues):
+            selected.append(consumer)
+        elif keep:
+            # replace() names a consumer after its new queues unless told a
+            # name: keep the one the application chose, if it chose one.
+            named = consumer.name != f"consumer[{','.join(consumer.queues)}]"
+            selected.append(
+                consumer.replace(queues=keep, **({"name": consumer.name} if named else {}))
+            )
+    return selected
 
 
 def run_worker(

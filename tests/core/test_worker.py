@@ -1,16 +1,19 @@
-"""``run_worker`` in-process: the signal handling and logging of a worker."""
+"""``load_app`` and ``run_worker`` in-process: the consumers a worker runs
+(``--queues``, ``--concurrency``), its signal handling and logging."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
-from taskmaster_core import ACK, Consumer, Job, Publisher
-from taskmaster_core._worker import run_worker
+from taskmaster_core import ACK, ConfigurationError, Consumer, Job, Publisher
+from taskmaster_core._worker import load_app, run_worker
 from taskmaster_memory import MemoryBroker
+from tests.ops.queues_app import QUEUES, bill, handled, send_welcome
 
 
 def test_a_healthy_worker_is_silent_at_warning_and_stops_on_sigterm(
@@ -41,3 +44,92 @@ def test_a_healthy_worker_is_silent_at_warning_and_stops_on_sigterm(
     assert [r.levelname for r in records if r.levelno >= logging.WARNING] == []
     assert "SIGTERM received: stopping" in caplog.text  # at INFO
     assert "worker stopped cleanly" in caplog.text
+
+
+QUEUES_APP = "tests.ops.queues_app:make_consumers"
+
+
+def run_selected(
+    broker: MemoryBroker, queues: list[str], log: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[Consumer], dict[str, list[int]]]:
+    """Put three jobs on every queue of the app, run a worker with ``--queues``
+    ``queues`` until the selected queues' jobs are finished; the consumers it
+    ran and the ids put per queue."""
+    monkeypatch.setenv("QUEUES_APP_LOG", str(log))
+    broker.open()
+    publisher = Publisher(broker)
+    put = {
+        queue: [publisher.put(queue, {"n": i}) for i in range(3)]
+        for served in QUEUES.values()
+        for queue in served
+    }
+    consumers = load_app(QUEUES_APP, lambda: broker, queues=queues)
+
+    def ready() -> None:
+        deadline = time.monotonic() + 10
+        while len(handled(log)) < 3 * len(queues) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # a moment for any wrongly selected consumer to take more
+        signal.raise_signal(signal.SIGTERM)
+
+    assert run_worker(consumers, stop_timeout=5, ready=ready) == 0
+    broker.open()  # the worker closed it; the jobs are still there
+    return consumers, {q: [i for i in ids if i is not None] for q, ids in put.items()}
+
+
+def test_queues_selects_the_consumer_serving_that_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = MemoryBroker()
+    log = tmp_path / "handled.jsonl"
+    consumers, put = run_selected(broker, ["Welcome Emails"], log, monkeypatch)
+
+    runs = handled(log)
+    assert {(r["handler"], r["queue"]) for r in runs} == {("send_welcome", "Welcome Emails")}
+    assert sorted(r["id"] for r in runs) == put["Welcome Emails"]  # each ran once
+    stats = {s.queue: s for s in broker.stats()}
+    assert "Welcome Emails" not in stats  # acked: deleted
+    for queue in ["invoices", "receipts", "refunds", "reports"]:
+        assert (stats[queue].ready, stats[queue].running) == (3, 0), queue
+    assert [(c.name, c.queues, c.handler) for c in consumers] == [
+        ("welcome", ("Welcome Emails",), send_welcome)
+    ]
+
+
+def test_queues_narrows_a_multi_queue_consumer_to_the_selected_queues(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = MemoryBroker()
+    log = tmp_path / "handled.jsonl"
+    consumers, put = run_selected(broker, ["refunds", "invoices"], log, monkeypatch)
+
+    runs = handled(log)
+    assert {r["handler"] for r in runs} == {"bill"}
+    assert sorted(r["id"] for r in runs) == sorted(put["invoices"] + put["refunds"])
+    stats = {s.queue: s for s in broker.stats()}
+    for queue in ["Welcome Emails", "receipts", "reports"]:
+        assert (stats[queue].ready, stats[queue].running) == (3, 0), queue
+    assert [(c.name, c.queues, c.handler) for c in consumers] == [
+        ("billing", ("invoices", "refunds"), bill)
+    ]
+
+
+def test_queues_and_concurrency_apply_to_the_selected_consumers_only() -> None:
+    broker = MemoryBroker()
+    consumers = load_app(QUEUES_APP, lambda: broker, queues=["reports", "receipts"], concurrency=5)
+    assert [(c.name, c.queues, c.concurrency) for c in consumers] == [
+        ("billing", ("receipts",), 5),
+        ("reports", ("reports",), 5),
+    ]
+    everything = load_app(QUEUES_APP, lambda: broker)
+    assert [c.queues for c in everything] == list(QUEUES.values())
+
+
+def test_queues_naming_a_queue_no_consumer_serves_is_refused() -> None:
+    broker = MemoryBroker()
+    with pytest.raises(ConfigurationError) as raised:
+        load_app(QUEUES_APP, lambda: broker, queues=["reports", "welcome emails"])
+    assert str(raised.value) == (
+        "--queues: no consumer of tests.ops.queues_app:make_consumers serves 'welcome emails'; "
+        "it serves: Welcome Emails, invoices, receipts, refunds, reports"
+    )
