@@ -9,6 +9,7 @@ a broken plugin fails with a message naming it instead of deep in a worker.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 import re
 import threading
@@ -66,16 +67,44 @@ def new_plugin_manager(*, load_entrypoints: bool = True) -> pluggy.PluginManager
         for name in os.environ.get(DISABLE_ENV, "").split(","):
             if name.strip():
                 pm.set_blocked(name.strip())
-        pm.load_setuptools_entrypoints(PROJECT)
+        _load_entry_points(pm)
         enable_plugins(os.environ.get(ENABLE_ENV, "").split(","), pm)
     pm.check_pending()
     return pm
 
 
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    """Load the installed ``taskmaster`` entry points. pluggy lets the
+    exception of one that fails to load through with no word of which plugin
+    it came from; then they are loaded again one by one, to name it."""
+    try:
+        pm.load_setuptools_entrypoints(PROJECT)
+    except Exception as first:
+        for entry_point in importlib.metadata.entry_points(group=PROJECT):
+            name = entry_point.name
+            if pm.is_blocked(name) or pm.get_plugin(name) is not None:
+                continue
+            try:
+                pm.load_setuptools_entrypoints(PROJECT, name=name)
+            except Exception as exc:
+                dist = entry_point.dist
+                origin = f" from {dist.name} {dist.version}" if dist is not None else ""
+                raise ConfigurationError(
+                    f"cannot load the installed Taskmaster plugin {name!r} "
+                    f"({entry_point.value}{origin}): {type(exc).__name__}: {exc}; "
+                    f"uninstall it, or set {DISABLE_ENV}={name} to skip it"
+                ) from exc
+        raise ConfigurationError(  # it failed once only: name the error, at least
+            f"cannot load the installed Taskmaster plugins: {type(first).__name__}: {first}"
+        ) from first
+
+
 def enable_plugins(names: Iterable[str], pm: pluggy.PluginManager | None = None) -> None:
     """Register plugins by name: ``prometheus``, ``opentelemetry`` (the
     optional built-ins, off until enabled) or any importable module path.
-    Enabling one twice is harmless."""
+    Enabling one twice is harmless. Raises ``ConfigurationError`` for a module
+    that cannot be imported, and for a built-in whose library is missing
+    (naming what to install)."""
     pm = pm if pm is not None else get_plugin_manager()
     for raw in names:
         name = raw.strip()
@@ -86,6 +115,10 @@ def enable_plugins(names: Iterable[str], pm: pluggy.PluginManager | None = None)
             module = importlib.import_module(path)
         except ImportError as exc:
             raise ConfigurationError(f"cannot load Taskmaster plugin {name!r}: {exc}") from exc
+        if name in BUILTIN_OPTIONAL:
+            # It imports without its library; asked for by name, it must not
+            # then do nothing: say what to install.
+            module.require(f"plugin {name!r}")
         if not pm.is_registered(module):
             pm.register(module, name=name)
 

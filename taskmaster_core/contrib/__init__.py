@@ -11,3 +11,22 @@ with ``TASKMASTER_PLUGINS=prometheus,opentelemetry``, ``taskmaster worker
 before building consumers — or pass ``PrometheusMiddleware()`` /
 ``TracingMiddleware()`` as explicit middleware.
 """
+
+from __future__ import annotations
+
+__all__ = ["missing_library"]
+
+DISTRIBUTION = "taskmaster"
+"""The name to ``pip install`` Taskmaster's extras under."""
+
+
+def missing_library(who: str, requirement: str, module: str, extra: str, error: ImportError) -> str:
+    """One line for ``who``, which needs ``requirement`` (imported as
+    ``module``), after importing it raised ``error``: what to install, and the
+    import error itself when the library is there but its import failed (a
+    broken install, a missing dependency of its own)."""
+    message = f"{who} needs {requirement}: pip install '{DISTRIBUTION}[{extra}]'"
+    top = (error.name or "").partition(".")[0]
+    if isinstance(error, ModuleNotFoundError) and top == module:
+        return message
+    return f"{message} (importing it failed: {type(error).__name__}: {error})"

@@ -18,14 +18,29 @@ from .._hookspecs import hookimpl
 from .._job import Job
 from .._middleware import Message, Middleware, ProcessFn, PublishFn, outcome_name
 from .._outcomes import Outcome
+from . import missing_library
 
-__all__ = ["TracingMiddleware", "taskmaster_middleware"]
+__all__ = ["TracingMiddleware", "require", "taskmaster_middleware"]
 
+_import_error: ImportError | None = None
 try:
     from opentelemetry import propagate, trace
-except ImportError:  # pragma: no cover - exercised only without the extra
+except ImportError as exc:  # tested in a subprocess that hides the library
     propagate = None  # type: ignore[assignment]
     trace = None  # type: ignore[assignment]
+    _import_error = exc
+
+
+def require(who: str = "TracingMiddleware") -> None:
+    """Raise ``ConfigurationError`` saying what to install if
+    ``opentelemetry-api`` cannot be imported (``who`` needs it)."""
+    if _import_error is not None:
+        raise ConfigurationError(
+            missing_library(
+                who, "opentelemetry-api", "opentelemetry", "opentelemetry", _import_error
+            )
+        ) from _import_error
+
 
 _SYSTEM = "taskmaster"
 
@@ -34,10 +49,7 @@ class TracingMiddleware(Middleware):
     """Spans around put and handler, linked through job headers."""
 
     def __init__(self, tracer_provider: Any = None) -> None:
-        if trace is None or propagate is None:
-            raise ConfigurationError(
-                "TracingMiddleware needs opentelemetry-api: pip install 'taskmaster[opentelemetry]'"
-            )
+        require()
         self._provider = tracer_provider
         self._cached: Any = None
         self._recheck_at = 0.0
@@ -113,8 +125,7 @@ _shared: TracingMiddleware | None = None
 @hookimpl
 def taskmaster_middleware() -> list[Middleware]:
     global _shared
-    if trace is None:
-        return []
+    require("plugin 'opentelemetry'")
     if _shared is None:
         _shared = TracingMiddleware()
     return [_shared]

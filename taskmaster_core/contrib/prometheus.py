@@ -20,23 +20,34 @@ from .._hookspecs import hookimpl
 from .._job import Job
 from .._middleware import Message, Middleware, ProcessFn, PublishFn, outcome_name
 from .._outcomes import Outcome
+from . import missing_library
 
-__all__ = ["PrometheusMiddleware", "taskmaster_middleware"]
+__all__ = ["PrometheusMiddleware", "require", "taskmaster_middleware"]
 
+_import_error: ImportError | None = None
 try:
     import prometheus_client
-except ImportError:  # pragma: no cover - exercised only without the extra
+except ImportError as exc:  # tested in a subprocess that hides the library
     prometheus_client = None  # type: ignore[assignment]
+    _import_error = exc
+
+
+def require(who: str = "PrometheusMiddleware") -> None:
+    """Raise ``ConfigurationError`` saying what to install if
+    ``prometheus_client`` cannot be imported (``who`` needs it)."""
+    if _import_error is not None:
+        raise ConfigurationError(
+            missing_library(
+                who, "prometheus_client", "prometheus_client", "prometheus", _import_error
+            )
+        ) from _import_error
 
 
 class PrometheusMiddleware(Middleware):
     """Counts and times jobs; see the module docstring for the metric names."""
 
     def __init__(self, registry: Any = None, namespace: str = "taskmaster") -> None:
-        if prometheus_client is None:
-            raise ConfigurationError(
-                "PrometheusMiddleware needs prometheus_client: pip install 'taskmaster[prometheus]'"
-            )
+        require()
         registry = registry if registry is not None else prometheus_client.REGISTRY
         self.published = prometheus_client.Counter(
             "jobs_published",
@@ -117,8 +128,7 @@ _shared: PrometheusMiddleware | None = None
 def taskmaster_middleware() -> list[Middleware]:
     """One middleware on the default registry for the whole process."""
     global _shared
-    if prometheus_client is None:
-        return []
+    require("plugin 'prometheus'")
     if _shared is None:
         _shared = PrometheusMiddleware()
     return [_shared]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import prometheus_client
@@ -128,4 +133,124 @@ def test_a_retry_counts_as_its_own_outcome() -> None:
             "taskmaster_jobs_processed_total", {"queue": "q", "outcome": "error"}
         )
         == 2
+    )
+
+
+# -- a plugin asked for by name whose library is missing ---------------------
+
+MISSING = [
+    ("prometheus", "prometheus_client", "needs prometheus_client"),
+    ("opentelemetry", "opentelemetry", "needs opentelemetry-api"),
+]
+TASKMASTER = Path(sys.executable).with_name("taskmaster")
+
+
+def run_python(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(("plugin", "library", "needs"), MISSING)
+def test_enabling_a_plugin_whose_library_is_missing_says_what_to_install(
+    plugin: str, library: str, needs: str
+) -> None:
+    result = run_python(
+        f"""
+        import sys
+        sys.modules[{library!r}] = None  # as if it were not installed
+        from taskmaster_core import ConfigurationError, enable_plugins, new_plugin_manager
+        try:
+            enable_plugins([{plugin!r}], new_plugin_manager(load_entrypoints=False))
+        except ConfigurationError as exc:
+            print("ConfigurationError:", exc)
+        else:
+            print("enabled")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"ConfigurationError: plugin {plugin!r} {needs}: pip install 'taskmaster[{plugin}]'"
+    )
+
+
+@pytest.mark.parametrize(("plugin", "library", "needs"), MISSING)
+def test_a_plugin_registered_by_hand_without_its_library_fails_when_used(
+    plugin: str, library: str, needs: str
+) -> None:
+    result = run_python(
+        f"""
+        import sys
+        sys.modules[{library!r}] = None
+        from taskmaster_core import ConfigurationError, new_plugin_manager
+        from taskmaster_core._plugins import plugin_middleware
+        from taskmaster_core.contrib import {plugin} as module
+        pm = new_plugin_manager(load_entrypoints=False)
+        pm.register(module)
+        try:
+            print(plugin_middleware(pm))
+        except ConfigurationError as exc:
+            print("ConfigurationError:", exc)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ConfigurationError: "), result.stdout
+    assert f"{needs}: pip install 'taskmaster[{plugin}]'" in result.stdout
+
+
+def hide_library(tmp_path: Path, library: str, missing: str | None = None) -> dict[str, str]:
+    """An environment in which importing ``library`` fails as if it were not
+    installed (or, with ``missing``, as if a dependency of its own were not):
+    a package of that name, first on the path, that raises so."""
+    absent = missing or library
+    package = tmp_path / library
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        f"raise ModuleNotFoundError({f'No module named {absent!r}'!r}, name={absent!r})\n"
+    )
+    return {**os.environ, "PYTHONPATH": str(tmp_path), "TASKMASTER_URL": "memory://"}
+
+
+@pytest.mark.parametrize("how", ["--plugin", "TASKMASTER_PLUGINS"])
+@pytest.mark.parametrize(("plugin", "library", "needs"), MISSING)
+def test_the_command_stops_with_one_line_when_a_plugins_library_is_missing(
+    tmp_path: Path, plugin: str, library: str, needs: str, how: str
+) -> None:
+    env = hide_library(tmp_path, library)
+    if how == "--plugin":
+        args = ["--plugin", plugin, "stats"]
+    else:
+        args = ["stats"]
+        env["TASKMASTER_PLUGINS"] = plugin
+    result = subprocess.run(
+        [str(TASKMASTER), *args], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == (
+        f"taskmaster: error: plugin {plugin!r} {needs}: pip install 'taskmaster[{plugin}]'\n"
+    )
+    assert result.stdout == ""
+
+
+def test_a_library_that_is_installed_but_fails_to_import_is_reported_as_such(
+    tmp_path: Path,
+) -> None:
+    env = hide_library(tmp_path, "prometheus_client", missing="its_own_dependency")
+    result = subprocess.run(
+        [str(TASKMASTER), "--plugin", "prometheus", "stats"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == (
+        "taskmaster: error: plugin 'prometheus' needs prometheus_client: "
+        "pip install 'taskmaster[prometheus]' (importing it failed: "
+        "ModuleNotFoundError: No module named 'its_own_dependency')\n"
     )

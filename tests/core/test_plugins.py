@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -167,3 +171,92 @@ def test_a_plugin_can_add_a_url_scheme() -> None:
     broker = open_broker("test://x", pm=plugin_manager(Scheme()), keep_done=True)
     assert isinstance(broker, MemoryBroker)
     assert broker.keep_done
+
+
+# -- an installed plugin that cannot be loaded -------------------------------
+
+
+def install_plugin(
+    site: Path, module_source: str | None, module: str = "broken_taskmaster_plugin"
+) -> None:
+    """A distribution ``broken-plugin`` in ``site`` whose ``taskmaster`` entry
+    point ``broken`` names ``module`` (absent when ``module_source`` is None)."""
+    info = site / "broken_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[taskmaster]\nbroken = {module}\n")
+    if module_source is not None:
+        (site / f"{module}.py").write_text(module_source)
+
+
+@pytest.mark.parametrize(
+    ("module_source", "error"),
+    [
+        (None, "ModuleNotFoundError: No module named 'broken_taskmaster_plugin'"),
+        ("raise RuntimeError('no config file')\n", "RuntimeError: no config file"),
+    ],
+)
+def test_an_installed_plugin_that_fails_to_load_is_named(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    module_source: str | None,
+    error: str,
+) -> None:
+    install_plugin(tmp_path, module_source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("TASKMASTER_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("TASKMASTER_PLUGINS", raising=False)
+    with pytest.raises(ConfigurationError) as caught:
+        new_plugin_manager()
+    assert str(caught.value) == (
+        "cannot load the installed Taskmaster plugin 'broken' "
+        f"(broken_taskmaster_plugin from broken-plugin 1.0): {error}; "
+        "uninstall it, or set TASKMASTER_DISABLE_PLUGINS=broken to skip it"
+    )
+    monkeypatch.setenv("TASKMASTER_DISABLE_PLUGINS", "broken")  # the way out it names
+    pm = new_plugin_manager()
+    assert pm.is_blocked("broken") and pm.get_plugin("broken") is None
+    assert pm.get_plugin("memory") is not None
+
+
+def test_the_command_reports_a_broken_installed_plugin_in_one_line(tmp_path: Path) -> None:
+    install_plugin(tmp_path, None)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env.pop("TASKMASTER_DISABLE_PLUGINS", None)
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("taskmaster")), "--url", "memory://", "stats"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(
+        "taskmaster: error: cannot load the installed Taskmaster plugin 'broken' "
+    )
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_a_plugin_that_fails_to_load_only_once_is_still_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(
+        tmp_path,
+        "import pathlib\n"
+        "marker = pathlib.Path(__file__).with_suffix('.tried')\n"
+        "if not marker.exists():\n"
+        "    marker.write_text('')\n"
+        "    raise RuntimeError('first import only')\n",
+        module="flaky_taskmaster_plugin",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("TASKMASTER_DISABLE_PLUGINS", raising=False)
+    try:
+        with pytest.raises(ConfigurationError) as caught:
+            new_plugin_manager()
+    finally:
+        sys.modules.pop("flaky_taskmaster_plugin", None)  # it loaded the second time
+    assert str(caught.value) == (
+        "cannot load the installed Taskmaster plugins: RuntimeError: first import only"
+    )
