@@ -15,6 +15,7 @@ from ._errors import ConfigurationError, PayloadTooLargeError, PayloadValidation
 from ._middleware import Message, compose_publish, is_middleware_like, publishing
 from ._plugins import SerializerRegistry, resolve_plugin_manager
 from ._plugins import plugin_middleware as _plugin_middleware
+from ._serializers import check_declared, encode_declared
 from ._types import NewJob
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_SIZE", "Publisher", "QueueOptions"]
@@ -199,14 +200,19 @@ class Publisher:
         options = self._queues.get(queue)
         name = message.serializer or (options.serializer if options else None)
         serializer = self._serializer if name is None else self._serializers.get(name)
-        data = serializer.dumps(message.payload)
+        payload_type = None if options is None else options.payload_type
+        if payload_type is None:
+            data = serializer.dumps(message.payload)
+        else:
+            data = encode_declared(serializer, message.payload)
         if self._max_payload_size is not None and len(data) > self._max_payload_size:
             raise PayloadTooLargeError(queue, len(data), self._max_payload_size)
-        if options is not None and options.payload_type is not None:
+        if payload_type is not None:
             try:
-                serializer.loads(data, options.payload_type)
+                decoded = serializer.loads(data, payload_type)
             except PayloadValidationError as exc:
                 raise PayloadValidationError(f"bad payload for queue {queue!r}: {exc}") from exc
+            check_declared(serializer, message.payload, decoded)
         attempts = message.max_attempts
         if attempts is None:
             attempts = options.max_attempts if options and options.max_attempts else None
