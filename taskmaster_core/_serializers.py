@@ -79,7 +79,7 @@ class _MsgspecSerializer:
                 self._walk(obj)
             return self._encoder.encode(obj)
         except _Unfaithful as exc:
-            raise exc.error(self.name) from None
+            raise exc.error(self.name) from exc.__cause__
         except (TypeError, ValueError, OverflowError) as exc:
             raise SerializationError(f"{self.name} cannot encode payload: {exc}") from exc
 
