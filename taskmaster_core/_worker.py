@@ -21,10 +21,12 @@ their lease expires).
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import signal
 import sys
 import threading
+import typing
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
@@ -32,6 +34,7 @@ from typing import Any
 from ._broker import Broker
 from ._consumer import Consumer
 from ._errors import ConfigurationError
+from ._job import Job
 
 __all__ = ["EXIT_HANDLERS_ABANDONED", "load_app", "run_worker"]
 
@@ -66,12 +69,9 @@ def load_app(
     if isinstance(target, Consumer | list | tuple):
         found: Any = target
     elif callable(target):
-        found = target(broker_factory())
+        found = _call_factory(target, spec, broker_factory)
     else:
-        raise ConfigurationError(
-            f"{spec} is {type(target).__name__}; expected a Consumer, a list of consumers, "
-            "or a factory taking the broker"
-        )
+        raise ConfigurationError(f"{_APP_MUST_BE}{spec} is a {type(target).__name__}")
     if isinstance(found, Consumer):
         consumers = [found]
     elif isinstance(found, list | tuple):
@@ -79,12 +79,71 @@ def load_app(
     else:
         consumers = []
     if not consumers or not all(isinstance(c, Consumer) for c in consumers):
-        raise ConfigurationError(f"{spec} did not give Consumer objects, got {found!r}")
+        raise ConfigurationError(
+            f"{_APP_MUST_BE}{spec} did not give Consumer objects (got {found!r})"
+        )
     if queues:
         consumers = _select(consumers, queues, spec)
     if concurrency is not None:
         consumers = [c.replace(concurrency=concurrency) for c in consumers]
     return consumers
+
+
+_APP_MUST_BE = (
+    "APP must be a Consumer, a list of consumers, or a factory taking the broker and "
+    "returning them; "
+)
+_JOB_ATTRIBUTES = frozenset(
+    name for name in (*Job.__slots__, *dir(Job)) if not name.startswith("_")
+)
+
+
+def _call_factory(
+    factory: Callable[..., Any], spec: str, broker_factory: Callable[[], Broker]
+) -> Any:
+    """``factory(broker)``, unless ``factory`` is a handler given by mistake
+    (a ConfigurationError saying what APP must be). A handler is told by its
+    parameter's annotation (``Job``) before anything runs; an unannotated one
+    by the AttributeError it raises reading a job attribute off the broker.
+    Any other error is the factory's own: it propagates as it is, traceback
+    and all, with a note naming APP."""
+    reason = _handler_signature(factory)
+    if reason is not None:
+        raise ConfigurationError(f"{_APP_MUST_BE}{spec} looks like a handler ({reason})")
+    broker = broker_factory()
+    try:
+        return factory(broker)
+    except Exception as exc:
+        if isinstance(exc, AttributeError) and exc.obj is broker and exc.name in _JOB_ATTRIBUTES:
+            raise ConfigurationError(
+                f"{_APP_MUST_BE}{spec} looks like a handler (called with the broker, it read "
+                f"the broker's .{exc.name}, an attribute of a job)"
+            ) from exc
+        exc.add_note(f"while calling {spec} (the worker's APP) with the broker")
+        raise
+
+
+def _handler_signature(target: Callable[..., Any]) -> str | None:
+    """Why ``target``'s signature is a handler's (its first parameter is
+    annotated ``Job``), or ``None``."""
+    try:
+        parameters = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):  # no signature to read (some builtins)
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if not parameters or parameters[0].kind not in positional:
+        return None
+    first = parameters[0]
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # e.g. a name imported only under TYPE_CHECKING: read the text
+        hints = {}
+    annotation = hints.get(first.name, first.annotation)
+    if isinstance(annotation, str):
+        is_job = annotation.rpartition(".")[2] == "Job"
+    else:
+        is_job = isinstance(annotation, type) and issubclass(annotation, Job)
+    return f"its parameter {first.name} is annotated Job" if is_job else None
 
 
 def _select(consumers: list[Consumer], queues: Sequence[str], spec: str) -> list[Consumer]:

@@ -133,3 +133,52 @@ def test_queues_naming_a_queue_no_consumer_serves_is_refused() -> None:
         "--queues: no consumer of tests.ops.queues_app:make_consumers serves 'welcome emails'; "
         "it serves: Welcome Emails, invoices, receipts, refunds, reports"
     )
+
+
+APP_MUST_BE = (
+    "APP must be a Consumer, a list of consumers, or a factory taking the broker and "
+    "returning them; "
+)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "reason"),
+    [
+        ("send_welcome", "looks like a handler (its parameter job is annotated Job)"),
+        (
+            "unannotated_handler",
+            "looks like a handler (called with the broker, it read the broker's .payload,"
+            " an attribute of a job)",
+        ),
+    ],
+)
+def test_a_handler_given_as_app_is_refused_with_what_app_must_be(
+    attribute: str, reason: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUEUES_APP_LOG", str(tmp_path / "handled.jsonl"))
+    spec = f"tests.ops.queues_app:{attribute}"
+    with pytest.raises(ConfigurationError) as raised:
+        load_app(spec, MemoryBroker)
+    assert str(raised.value) == f"{APP_MUST_BE}{spec} {reason}"
+    assert handled(tmp_path / "handled.jsonl") == []  # nothing ran
+
+
+def test_a_factory_that_fails_is_reported_with_its_own_error_and_the_app_named() -> None:
+    with pytest.raises(RuntimeError, match="QUEUES_APP_SMTP_HOST is not set") as raised:
+        load_app("tests.ops.queues_app:failing_factory", MemoryBroker)
+    assert raised.value.__notes__ == [
+        "while calling tests.ops.queues_app:failing_factory (the worker's APP) with the broker"
+    ]
+    # An AttributeError of the factory's own (not about the broker) is its bug, not a handler.
+    with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'consumers'"):
+        load_app("tests.ops.queues_app:attribute_error_factory", MemoryBroker)
+
+
+def test_a_factory_giving_no_consumers_says_what_app_must_be() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_app("examples.component_app.app:Mailer", MemoryBroker)
+    message = str(raised.value)
+    assert message.startswith(
+        f"{APP_MUST_BE}examples.component_app.app:Mailer did not give Consumer objects "
+        "(got <examples.component_app.app.Mailer object at "
+    ), message

@@ -66,3 +66,22 @@ def handled(log: Path) -> list[dict[str, Any]]:
     if not log.exists():
         return []
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+
+
+# -- what a user may point APP at by mistake (tests of the worker's messages) --
+
+
+def unannotated_handler(job):  # type: ignore[no-untyped-def]  # a handler written without hints
+    email = job.payload["email"]
+    return _record(f"unannotated_handler {email}", job)
+
+
+def failing_factory(broker: Broker) -> list[Consumer]:
+    """A factory that fails on its own: its error must reach the user as it is."""
+    raise RuntimeError("QUEUES_APP_SMTP_HOST is not set")
+
+
+def attribute_error_factory(broker: Broker) -> list[Consumer]:
+    """A factory with a bug of its own that happens to be an AttributeError."""
+    settings = None
+    return settings.consumers  # type: ignore[attr-defined, no-any-return]
