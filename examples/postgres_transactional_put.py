@@ -1,7 +1,7 @@
 """Postgres: a job that commits or rolls back with your own transaction.
 
 Usage: python examples/postgres_transactional_put.py [DSN]
-(the DSN defaults to $TASKMASTER_TEST_DSN, e.g. postgresql://localhost/app).
+(the DSN defaults to $TASKMASTER_URL, e.g. postgresql://localhost/app).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main(dsn: str) -> None:
 
 
 if __name__ == "__main__":
-    dsn = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("TASKMASTER_TEST_DSN")
+    dsn = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("TASKMASTER_URL")
     if not dsn:
-        sys.exit("usage: postgres_transactional_put.py DSN (or set TASKMASTER_TEST_DSN)")
+        sys.exit("usage: postgres_transactional_put.py DSN (or set TASKMASTER_URL)")
     main(dsn)

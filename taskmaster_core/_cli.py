@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from ._broker import Broker
-from ._errors import ConfigurationError, TaskmasterError
+from ._errors import BrokerError, ConfigurationError, TaskmasterError
 from ._logging import configure_logging
 from ._plugins import SerializerRegistry, enable_plugins, open_broker
 from ._publisher import Publisher
@@ -36,7 +36,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 class UsageError(Exception):
-    """A mistake in the command line (exit code 2)."""
+    """A mistake in the command line (exit code 2), reported like argparse's
+    own: naming the command and pointing at its help."""
 
 
 def _add_common(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -71,7 +72,11 @@ class _Parser(argparse.ArgumentParser):
     the CLI) that points at ``--help`` instead of printing the usage block."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(EXIT_USAGE, _usage_line(self.prog, message))
+
+
+def _usage_line(prog: str, message: str) -> str:
+    return f"{prog}: error: {message} (see '{prog} --help')\n"
 
 
 DEFAULT_BATCH_SIZE = 10_000
@@ -98,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
-        return commands.add_parser(name, parents=[common], **kwargs)
+        sub = commands.add_parser(name, parents=[common], **kwargs)
+        sub.set_defaults(command_parser=sub)  # for errors found after parsing
+        return sub
 
     demo = command("demo", help="run the demo: put jobs, consume them, summarize")
     demo.add_argument("--jobs", type=_positive_int, default=10_000, help="default 10000")
@@ -181,8 +188,8 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument(
         "--state",
         action="append",
-        type=JobState,
-        choices=list(JobState),
+        type=_states(list(JobState)),
+        metavar="{queued,running,done,failed}",
         help="only jobs in this state (repeatable)",
     )
     _add_batch_size(delete)
@@ -193,8 +200,8 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--state",
         action="append",
-        type=JobState,
-        choices=[JobState.DONE, JobState.FAILED],
+        type=_states([JobState.DONE, JobState.FAILED]),
+        metavar="{done,failed}",
         help="done (default) and/or failed",
     )
     prune.add_argument("--queue", default=None, help="only this queue")
@@ -346,7 +353,7 @@ def _cmd_failed(args: argparse.Namespace, broker: Broker) -> int:
 def _cmd_requeue(args: argparse.Namespace, broker: Broker) -> int:
     chosen = sum([bool(args.ids), args.queue is not None, args.all])
     if chosen != 1:
-        raise UsageError("requeue needs exactly one of: job ids, --queue QUEUE, --all")
+        raise UsageError("give exactly one of: job ids, --queue QUEUE, --all")
     moved = broker.requeue(ids=args.ids or None, queue=args.queue)
     print(f"requeued {moved} job(s)")
     return EXIT_OK
@@ -354,7 +361,7 @@ def _cmd_requeue(args: argparse.Namespace, broker: Broker) -> int:
 
 def _cmd_delete(args: argparse.Namespace, broker: Broker) -> int:
     if not args.ids and args.queue is None:
-        raise UsageError("delete needs job ids or --queue QUEUE")
+        raise UsageError("give job ids or --queue QUEUE")
     ids = sorted(set(args.ids)) or None
     # At most as many as match now, so that jobs put while it runs cannot
     # keep it going for ever.
@@ -434,7 +441,11 @@ def _in_batches(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(
+        _glue_negative_values(sys.argv[1:] if argv is None else argv)
+    )
+    if unknown:  # said by the command's parser, so it points at the command's help
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     configure_logging(args.log_level, getattr(args, "log_format", "text"))
     url = args.url or os.environ.get("TASKMASTER_URL") or None
     try:
@@ -462,9 +473,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "demo":
                 broker.migrate()
             return run(args, broker)
+        except BrokerError as exc:
+            _error(_could_not(args.command, exc))
+            return EXIT_FAILED
         finally:
             broker.close()
-    except (UsageError, ConfigurationError) as exc:
+    except UsageError as exc:
+        print(_usage_line(f"taskmaster {args.command}", str(exc)), end="", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigurationError as exc:
         _error(exc)
         return EXIT_USAGE
     except TaskmasterError as exc:  # BrokerError and the rest: the operation failed
@@ -475,7 +492,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _error(exc: BaseException) -> None:
+_DOING = {
+    "demo": "run the demo",
+    "worker": "start the worker",
+    "migrate": "migrate the jobs table",
+    "put": "put the job",
+    "stats": "read the queue stats",
+    "failed": "list failed jobs",
+    "requeue": "requeue failed jobs",
+    "delete": "delete jobs",
+    "prune": "prune jobs",
+}
+"""What each command does, for ``could not …`` when the broker fails."""
+
+# A broker's error names its own method ("jobs failed on …", which reads as
+# if jobs had failed); the CLI says what the command could not do instead.
+_BROKER_FAILED = re.compile(r"[\w -]+ failed on (?P<where>\S+): (?P<reason>.*)", re.S)
+
+
+def _could_not(command: str, exc: BrokerError) -> str:
+    """``could not <what the command does> on <where>: <the broker's reason>``."""
+    doing = f"could not {_DOING.get(command, command)}"
+    message = str(exc)
+    match = _BROKER_FAILED.fullmatch(message)
+    if match is None:
+        return f"{doing}: {message}"
+    return f"{doing} on {match['where']}: {match['reason']}"
+
+
+def _error(exc: BaseException | str) -> None:
     """One line on stderr: the first line of the message (a database error's
     LINE/caret context lines would only clutter a terminal)."""
     lines = str(exc).strip().splitlines() or [type(exc).__name__]
@@ -493,7 +538,7 @@ def _print_table(rows: list[list[str]]) -> None:
         )
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION = re.compile(r"^\s*(-?)\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
@@ -503,7 +548,45 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a duration; use seconds or a number with ms, s, m, h or d"
         )
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    if match.group(1):
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return float(match.group(2)) * _UNITS[match.group(3)]
+
+
+_NEGATIVE = re.compile(r"-\.?\d")
+
+
+def _glue_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--older-than -1d`` as ``--older-than=-1d``. argparse takes a value
+    that starts with ``-`` (other than a plain number) for an option and
+    says "expected one argument"; glued on, the value reaches the option's
+    own check ("must not be negative"). No option of ours looks like ``-1``,
+    so nothing else changes meaning."""
+    glued: list[str] = []
+    for arg in argv:
+        previous = glued[-1] if glued else ""
+        if (
+            _NEGATIVE.match(arg)
+            and previous.startswith("--")
+            and "=" not in previous
+            and "--" not in glued  # after "--" everything is positional
+        ):
+            glued[-1] = f"{previous}={arg}"
+        else:
+            glued.append(arg)
+    return glued
+
+
+def _states(allowed: list[JobState]) -> Callable[[str], JobState]:
+    """The ``--state`` type: one of ``allowed``, named as plain words."""
+
+    def state(text: str) -> JobState:
+        if text not in allowed:
+            names = ", ".join(s.value for s in allowed)
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of: {names}")
+        return JobState(text)
+
+    return state
 
 
 def _timestamp(text: str) -> datetime:

@@ -32,10 +32,12 @@ def run_demo(
     *,
     jobs: int,
     concurrency: int,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the demo on an open broker; return the summary it prints."""
+    """Run the demo on an open broker; return the summary it prints (on
+    ``out``, default: ``sys.stdout`` at the time of the call)."""
+    out = sys.stdout if out is None else out
     broker.delete(queue=DEMO_QUEUE)  # only the demo's own queue, so reruns start clean
     publisher = Publisher(broker)
     started = time.perf_counter()

@@ -113,8 +113,8 @@ def test_the_postgres_package_names_the_missing_extra() -> None:
         (["--url", "memory://", "put", "q", "@/no/such/file.json"], "cannot read payload file"),
         (["--url", "memory://", "put", "", "1"], "queue name must be a non-empty string"),
         (["--url", "memory://", "put", "q", "1", "--serializer", "yaml"], "unknown serializer"),
-        (["--url", "memory://", "requeue"], "requeue needs exactly one of"),
-        (["--url", "memory://", "delete"], "delete needs job ids or --queue"),
+        (["--url", "memory://", "requeue"], "taskmaster requeue: error: give exactly one of"),
+        (["--url", "memory://", "delete"], "taskmaster delete: error: give job ids or --queue"),
         (["stats"], "stats needs a broker: pass --url or set TASKMASTER_URL"),
         (["--url", "postgresql://u:pw@[::1/db", "stats"], "broker URL is malformed"),
         (
@@ -129,6 +129,71 @@ def test_user_mistakes_are_one_line_and_exit_nonzero(args: list[str], message: s
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["prune", "--older-than", "1d", "--state", "running"],
+            "taskmaster prune: error: argument --state: 'running' is not one of: done, failed"
+            " (see 'taskmaster prune --help')",
+        ),
+        (
+            ["delete", "--queue", "q", "--state", "bogus"],
+            "taskmaster delete: error: argument --state: 'bogus' is not one of: queued, running,"
+            " done, failed (see 'taskmaster delete --help')",
+        ),
+        (
+            ["requeue"],
+            "taskmaster requeue: error: give exactly one of: job ids, --queue QUEUE, --all"
+            " (see 'taskmaster requeue --help')",
+        ),
+        (
+            ["delete"],
+            "taskmaster delete: error: give job ids or --queue QUEUE"
+            " (see 'taskmaster delete --help')",
+        ),
+        (
+            ["put", "q", "{}", "--bogus"],
+            "taskmaster put: error: unrecognized arguments: --bogus (see 'taskmaster put --help')",
+        ),
+        (
+            ["put", "q", "{}", "--delay", "-5"],
+            "taskmaster put: error: argument --delay: '-5' must not be negative"
+            " (see 'taskmaster put --help')",
+        ),
+        (
+            ["prune", "--older-than", "-1d"],
+            "taskmaster prune: error: argument --older-than: '-1d' must not be negative"
+            " (see 'taskmaster prune --help')",
+        ),
+        (
+            ["prune", "--older-than=-1.5h"],
+            "taskmaster prune: error: argument --older-than: '-1.5h' must not be negative"
+            " (see 'taskmaster prune --help')",
+        ),
+        (
+            ["worker", "tests.ops.queues_app:send_welcome"],
+            "taskmaster: error: APP must be a Consumer, a list of consumers, or a factory taking"
+            " the broker and returning them; tests.ops.queues_app:send_welcome looks like a"
+            " handler (its parameter job is annotated Job)",
+        ),
+    ],
+)
+def test_a_mistake_in_a_command_names_it_and_points_at_its_help(args: list[str], line: str) -> None:
+    result = taskmaster("--url", "memory://", *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [line]
+
+
+def test_negative_looking_values_reach_the_option_they_follow(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--url", "memory://", "put", "q", "{}", "--priority", "-2"]) == 0
+    assert capsys.readouterr().out.strip().isdigit()
+    assert main(["--url", "memory://", "put", "--dedup-key", "-1d", "q", "{}"]) == 0
+    assert capsys.readouterr().out.strip().isdigit()
 
 
 def test_bad_option_values_are_usage_errors() -> None:

@@ -43,14 +43,16 @@ def marked_blocks() -> list[tuple[str, str, str]]:
     return found
 
 
-def run_example(name: str, *args: str, env: dict[str, str] | None = None) -> str:
+def run_example(name: str, *args: str, env: dict[str, str | None] | None = None) -> str:
+    """Run an example with ``env`` on top of this environment (``None``: unset)."""
+    merged = {**os.environ, **(env or {})}
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
         capture_output=True,
         text=True,
         timeout=30,
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        env={key: value for key, value in merged.items() if value is not None},
         check=False,
     )
     output = result.stdout + result.stderr
@@ -70,8 +72,14 @@ def test_example_runs(name: str) -> None:
 
 
 @pytest.mark.postgres
-def test_postgres_example_puts_in_the_callers_transaction(pg_dsn: str) -> None:
-    output = run_example("postgres_transactional_put.py", pg_dsn)
+@pytest.mark.parametrize("given", ["argument", "TASKMASTER_URL"])
+def test_postgres_example_puts_in_the_callers_transaction(pg_dsn: str, given: str) -> None:
+    # The DSN as its argument, or from $TASKMASTER_URL as every other command
+    # reads it (not the test suite's own TASKMASTER_TEST_DSN: unset here).
+    args, env = ([pg_dsn], {}) if given == "argument" else ([], {"TASKMASTER_URL": pg_dsn})
+    output = run_example(
+        "postgres_transactional_put.py", *args, env={**env, "TASKMASTER_TEST_DSN": None}
+    )
     lines = output.splitlines()
     assert "payment declined: the transaction rolled back" in lines
     stored = [line for line in lines if line.startswith("job ")]

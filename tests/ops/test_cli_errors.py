@@ -16,6 +16,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from taskmaster_postgres import PostgresBroker
+from taskmaster_postgres._broker import describe_dsn
 
 from .helpers import ok, taskmaster
 
@@ -70,12 +71,31 @@ def test_a_database_that_was_never_migrated(cli_dsn: str) -> None:
     # The worker too: it looks at the table before it starts claiming, rather
     # than retrying a claim on a missing table forever.
     commands = {name: args for name, args in COMMANDS.items() if name != "migrate"}
+    results = run_all(cli_dsn, commands)
     assert_one_line_errors(
-        run_all(cli_dsn, commands),
+        results,
         1,
         '"public.taskmaster_jobs" does not exist'
         " (run `taskmaster migrate` to create the jobs table)",
     )
+    # Each says what it could not do (not the broker method that failed:
+    # `failed` said "jobs failed on …", as if jobs had failed).
+    where = describe_dsn(cli_dsn)
+    doing = {
+        "put": "put the job",
+        "stats": "read the queue stats",
+        "failed": "list failed jobs",
+        "requeue": "requeue failed jobs",
+        "delete": "delete jobs",
+        "prune": "prune jobs",
+        "worker": "start the worker",
+    }
+    for name, result in results.items():
+        assert result.stderr == (
+            f"taskmaster: error: could not {doing[name]} on {where}: "
+            'relation "public.taskmaster_jobs" does not exist'
+            " (run `taskmaster migrate` to create the jobs table)\n"
+        ), name
 
 
 @pytest.mark.parametrize(
@@ -99,17 +119,26 @@ def test_a_wrong_url_or_none(url: str | None, message: str) -> None:
         (["put", "", "1"], "queue name must be a non-empty string"),
         (["put", "q", "1", "--at", "2030-01-01T09:00"], "has no time zone"),
         (["put", "q", "1", "--delay", "soon"], "is not a duration"),
-        (["requeue"], "requeue needs exactly one of"),
-        (["requeue", "1", "--all"], "requeue needs exactly one of"),
+        (["requeue"], "taskmaster requeue: error: give exactly one of"),
+        (["requeue", "1", "--all"], "taskmaster requeue: error: give exactly one of"),
         (["requeue", "one"], "is not a job id"),
-        (["delete"], "delete needs job ids or --queue"),
-        (["delete", "--queue", "q", "--state", "lost"], "argument --state"),
-        (["prune", "--older-than", "7d", "--state", "queued"], "invalid choice"),
+        (["delete"], "taskmaster delete: error: give job ids or --queue"),
+        (
+            ["delete", "--queue", "q", "--state", "lost"],
+            "argument --state: 'lost' is not one of: queued, running, done, failed",
+        ),
+        (["prune", "--older-than", "7d", "--state", "queued"], "'queued' is not one of: done"),
         (["prune"], "the following arguments are required: --older-than"),
         (["failed", "--limit", "0"], "must be at least 1"),
         (["worker", "no_such_module:app"], "cannot import 'no_such_module'"),
         (["worker", "examples.component_app.app"], "APP must look like"),
         (["worker", "examples.component_app.app:nothing"], "has no attribute 'nothing'"),
+        (
+            ["worker", "examples.component_app.app:send_welcome"],
+            "APP must be a Consumer, a list of consumers, or a factory taking the broker and "
+            "returning them; examples.component_app.app:send_welcome looks like a handler",
+        ),
+        (["prune", "--older-than", "-1d"], "argument --older-than: '-1d' must not be negative"),
     ],
 )
 def test_usage_mistakes_on_a_migrated_database(args: list[str], message: str, cli_dsn: str) -> None:
