@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -466,11 +466,17 @@ class PostgresBroker(BrokerBase):
         *,
         own: bool,
     ) -> list[int | None]:
-        # A transaction (a savepoint inside the caller's) holds the staged rows:
-        # the staging table empties itself at commit.
-        with conn.transaction():
-            if not own:
-                cur.execute("SET LOCAL jit = off")
+        """COPY into the session's staging table, then one INSERT ... SELECT
+        that also empties it. The put must never end a transaction it did not
+        begin: on the caller's connection inside a transaction (psycopg's
+        implicit one, or a ``transaction()`` block) it runs as plain
+        statements of that transaction. Only where no transaction is open on
+        an autocommit connection (ours, or a caller's) is the put wrapped in
+        a transaction of its own, which it then commits, as autocommit means."""
+        idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        block = conn.transaction() if own or (idle and conn.autocommit) else nullcontext()
+        with block:
+            row = cur.execute(self._sql.jit_off).fetchone()
             cur.execute(self._sql.put_stage_create)
             with cur.copy(self._sql.put_stage_copy) as copy:
                 copy.set_types(STAGE_TYPES)
@@ -489,6 +495,8 @@ class PostgresBroker(BrokerBase):
                         )
                     )
             ids = sorted(row[0] for row in cur.execute(self._sql.put_from_stage).fetchall())
+            if not own and row is not None:  # the caller's jit setting, as it was
+                cur.execute(self._sql.jit_restore, [row[0]])
         if len(ids) != len(jobs):  # pragma: no cover - nothing can skip a row here
             raise BrokerError(f"put stored {len(ids)} of {len(jobs)} jobs")
         return list(ids)

@@ -48,10 +48,12 @@ inserted AS (
     SELECT i.id, i.queue, i.payload, i.serializer, 'queued', i.priority, 0, i.max_attempts,
            coalesce(to_timestamp(i.run_at), now() + i.delay * interval '1 second'),
            i.dedup_key, i.headers::jsonb, now(), now()
-    FROM input AS i
-    WHERE i.dedup_key IS NULL OR NOT EXISTS (
-        SELECT 1 FROM input AS e
-        WHERE e.queue = i.queue AND e.dedup_key = i.dedup_key AND e.ord < i.ord)
+    FROM (
+        SELECT input.*, row_number() OVER (
+            PARTITION BY input.queue, input.dedup_key ORDER BY input.ord) AS nth
+        FROM input
+    ) AS i
+    WHERE i.dedup_key IS NULL OR i.nth = 1  -- the first of a key within the batch
     ORDER BY i.ord
     ON CONFLICT (queue, dedup_key)
         WHERE dedup_key IS NOT NULL AND state IN ('queued', 'running')
@@ -103,16 +105,28 @@ CREATE TEMP TABLE IF NOT EXISTS {stage} (
 ) ON COMMIT DELETE ROWS
 """
 _PUT_STAGE_COPY = "COPY {stage} ({stage_columns}) FROM STDIN (FORMAT BINARY)"
+# The staged rows are deleted by the statement that moves them: a caller's
+# transaction may put by COPY several times before it commits, and ON COMMIT
+# DELETE ROWS alone would hand the second put the first one's rows too.
 _PUT_FROM_STAGE = """
+WITH staged AS (DELETE FROM {stage} RETURNING *)
 INSERT INTO {t} AS j (queue, payload, serializer, state, priority, attempts, max_attempts,
                       run_at, headers, created_at, updated_at)
 SELECT s.queue, s.payload, s.serializer, 'queued', s.priority, 0, s.max_attempts,
        coalesce(to_timestamp(s.run_at), now() + s.delay * interval '1 second'),
        s.headers::jsonb, now(), now()
-FROM {stage} AS s
+FROM staged AS s
 ORDER BY s.ord
 RETURNING j.id
 """
+
+# JIT off for the rest of the put's transaction, returning the setting it had;
+# on the caller's connection the old value is put back after the put.
+_JIT_OFF = """
+SELECT s.old, set_config('jit', 'off', true)
+FROM (SELECT current_setting('jit') AS old OFFSET 0) AS s
+"""
+_JIT_RESTORE = "SELECT set_config('jit', %s, true)"
 
 # Reclaim expired leases of the requested queues. Run as its own statement just
 # before the claim (same pipeline, one round trip): a later statement takes a new
@@ -373,6 +387,8 @@ class Statements:
         self.put_stage_create = render(_PUT_STAGE_CREATE, parameters=False)
         self.put_stage_copy = render(_PUT_STAGE_COPY, parameters=False)
         self.put_from_stage = render(_PUT_FROM_STAGE, parameters=False)
+        self.jit_off = render(_JIT_OFF, parameters=False)
+        self.jit_restore = _JIT_RESTORE.encode()
         self.reclaim = render(_RECLAIM)
         self.claim = render(_CLAIM)
         self.settle = render(_SETTLE)
