@@ -22,6 +22,14 @@ from ._middleware import (
     ProcessFn,
     PublishFn,
 )
+from ._names import (
+    MAX_DEDUP_KEY_BYTES,
+    MAX_QUEUE_NAME_BYTES,
+    MAX_QUEUE_NAME_LENGTH,
+    check_dedup_key,
+    check_new_jobs,
+    check_queue_name,
+)
 from ._outcomes import ACK, REJECT, Ack, Outcome, Reject, Retry
 from ._plugins import (
     SerializerRegistry,
@@ -37,6 +45,9 @@ from ._types import ClaimedJob, JobInfo, JobState, Lease, NewJob, QueueStats, Se
 
 __all__ = [
     "ACK",
+    "MAX_DEDUP_KEY_BYTES",
+    "MAX_QUEUE_NAME_BYTES",
+    "MAX_QUEUE_NAME_LENGTH",
     "REJECT",
     "Ack",
     "Broker",
@@ -77,6 +88,9 @@ __all__ = [
     "TaskmasterError",
     "UnknownSerializerError",
     "WakeCallback",
+    "check_dedup_key",
+    "check_new_jobs",
+    "check_queue_name",
     "enable_plugins",
     "get_plugin_manager",
     "hookimpl",

@@ -44,6 +44,7 @@ from ._broker import Broker, Subscription
 from ._errors import ConfigurationError, TaskmasterError
 from ._job import Job
 from ._middleware import compose_process, describe_exception, is_middleware_like
+from ._names import check_queue_name
 from ._outcomes import Ack, Reject, Retry
 from ._plugins import SerializerRegistry, plugin_middleware, resolve_plugin_manager
 from ._retry import RetryPolicy
@@ -105,6 +106,8 @@ class Consumer:
         names = [queues] if isinstance(queues, str) else list(queues)
         if not names or not all(isinstance(q, str) and q for q in names):
             raise ConfigurationError(f"queues must be non-empty strings, got {queues!r}")
+        for queue in names:  # a name no job can carry would wait forever
+            check_queue_name(queue)
         if not callable(handler):
             raise ConfigurationError(f"handler must be callable, got {handler!r}")
         if not isinstance(concurrency, int) or concurrency < 1:

@@ -13,6 +13,7 @@ import pluggy
 from ._broker import Broker
 from ._errors import ConfigurationError, PayloadTooLargeError, PayloadValidationError
 from ._middleware import Message, compose_publish, is_middleware_like, publishing
+from ._names import check_dedup_key, check_queue_name
 from ._plugins import SerializerRegistry, resolve_plugin_manager
 from ._plugins import plugin_middleware as _plugin_middleware
 from ._serializers import check_declared, encode_declared
@@ -21,7 +22,6 @@ from ._types import NewJob
 __all__ = ["DEFAULT_MAX_PAYLOAD_SIZE", "Publisher", "QueueOptions"]
 
 DEFAULT_MAX_PAYLOAD_SIZE = 10 * 1024 * 1024
-MAX_QUEUE_NAME_LENGTH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ class Publisher:
                 self._serializers.get(options.serializer)
             if options.max_attempts is not None:
                 _check_attempts(options.max_attempts)
-            _check_queue(name)
+            check_queue_name(name)
         self._max_payload_size = max_payload_size
         layers = [*_plugin_middleware(pm), *middleware]
         for layer in layers:
@@ -196,7 +196,7 @@ class Publisher:
 
     def _encode(self, message: Message) -> NewJob:
         queue = message.queue
-        _check_queue(queue)
+        check_queue_name(queue)
         options = self._queues.get(queue)
         name = message.serializer or (options.serializer if options else None)
         serializer = self._serializer if name is None else self._serializers.get(name)
@@ -224,25 +224,13 @@ class Publisher:
             delay=_check_delay(message.delay),
             run_at=_epoch(message.run_at),
             max_attempts=self._max_attempts if attempts is None else _check_attempts(attempts),
-            dedup_key=_check_dedup(message.dedup_key),
+            dedup_key=check_dedup_key(message.dedup_key),
             headers=_check_headers(message.headers),
         )
 
 
 def _seconds(delay: float | timedelta) -> float:
     return delay.total_seconds() if isinstance(delay, timedelta) else delay
-
-
-def _check_queue(queue: object) -> str:
-    if not isinstance(queue, str) or not queue:
-        raise ConfigurationError(f"queue name must be a non-empty string, got {queue!r}")
-    if len(queue) > MAX_QUEUE_NAME_LENGTH:
-        raise ConfigurationError(
-            f"queue name is {len(queue)} characters, over the limit of {MAX_QUEUE_NAME_LENGTH}"
-        )
-    if "\x00" in queue:
-        raise ConfigurationError(f"queue name {queue!r} contains a NUL character")
-    return queue
 
 
 def _check_priority(priority: object) -> int:
@@ -267,14 +255,6 @@ def _check_attempts(attempts: object) -> int:
     if attempts >= 2**31:
         raise ConfigurationError(f"max_attempts must fit in 32 bits, got {attempts}")
     return attempts
-
-
-def _check_dedup(key: object) -> str | None:
-    if key is None:
-        return None
-    if not isinstance(key, str) or not key or "\x00" in key:
-        raise ConfigurationError(f"dedup_key must be a non-empty string without NUL, got {key!r}")
-    return key
 
 
 def _check_headers(headers: Mapping[str, str]) -> dict[str, str] | None:

@@ -30,6 +30,7 @@ from taskmaster_core import (
     QueueStats,
     Settlement,
     WakeCallback,
+    check_new_jobs,
 )
 
 __all__ = ["MemoryBroker"]
@@ -157,6 +158,7 @@ class MemoryBroker(BrokerBase):
             raise ConfigurationError(
                 "MemoryBroker.put takes no connection: transactional put is a Postgres feature"
             )
+        check_new_jobs(jobs)
         ids: list[int | None] = []
         woken: set[str] = set()
         with self._lock:

@@ -4,7 +4,6 @@ import typing as _typing
 
 try:
     from ._broker import PostgresBroker
-    from ._names import MAX_QUEUE_NAME_LENGTH
     from ._schema import LATEST_VERSION as SCHEMA_VERSION
 except ImportError as _exc:
     # A core-only install (no postgres extra), or a psycopg that cannot load
@@ -27,4 +26,4 @@ except ImportError as _exc:
             raise AttributeError(f"module 'taskmaster_postgres' has no attribute {name!r}")
 
 
-__all__ = ["MAX_QUEUE_NAME_LENGTH", "SCHEMA_VERSION", "PostgresBroker"]
+__all__ = ["SCHEMA_VERSION", "PostgresBroker"]

@@ -40,11 +40,12 @@ from taskmaster_core import (
     Settlement,
     Subscription,
     WakeCallback,
+    check_new_jobs,
 )
 
 from . import _schema
 from ._listener import Listener, NullSubscription
-from ._names import TableNames, check_dedup_key, check_queue_name
+from ._names import TableNames
 from ._sql import RECLAIM_BATCH, STAGE_TYPES, Statements
 
 __all__ = ["PostgresBroker"]
@@ -433,9 +434,7 @@ class PostgresBroker(BrokerBase):
             raise BrokerClosedError("put: the broker is not open")
         if not jobs:
             return []
-        for job in jobs:
-            check_queue_name(job.queue)
-            check_dedup_key(job.dedup_key)
+        check_new_jobs(jobs)
         if connection is None:
             with self._put_connection() as conn:
                 return self._put_on(conn, jobs, own=True)

@@ -22,25 +22,12 @@ from taskmaster_core import ConfigurationError
 
 __all__ = [
     "MAX_IDENTIFIER_BYTES",
-    "MAX_QUEUE_NAME_LENGTH",
     "TableNames",
-    "check_dedup_key",
-    "check_queue_name",
     "for_parameters",
 ]
 
 MAX_IDENTIFIER_BYTES = 63
 """PostgreSQL's identifier limit (NAMEDATALEN - 1) in bytes."""
-
-MAX_QUEUE_NAME_LENGTH = 1000
-"""Queue names travel as NOTIFY payloads (limit 8000 bytes); 1000 characters
-is at most 4000 UTF-8 bytes, comfortably inside that."""
-
-MAX_QUEUE_NAME_BYTES = 2000
-MAX_DEDUP_KEY_BYTES = 512
-"""A B-tree index entry holds at most 2704 bytes, and the dedup index holds
-queue name and dedup key together: 2000 + 512 bytes leave room for the
-entry's overhead (1000 two-byte characters still make a valid queue name)."""
 
 VERSIONS_TABLE = "taskmaster_schema_versions"
 """One per schema: which migrations each jobs table of that schema has had."""
@@ -84,40 +71,6 @@ def for_parameters(name: sql.Composable) -> sql.SQL:
     parameters: psycopg reads every ``%`` of such a query, even inside a
     quoted identifier, as the start of a placeholder."""
     return sql.SQL(name.as_string(None).replace("%", "%%"))
-
-
-def check_queue_name(queue: object) -> str:
-    """Refuse queue names Postgres cannot carry (NUL) or NOTIFY cannot deliver."""
-    if not isinstance(queue, str) or not queue:
-        raise ConfigurationError(f"queue name must be a non-empty string, got {queue!r}")
-    if len(queue) > MAX_QUEUE_NAME_LENGTH:
-        raise ConfigurationError(
-            f"queue name of {len(queue)} characters is over the limit of "
-            f"{MAX_QUEUE_NAME_LENGTH} (queue names are sent as NOTIFY payloads)"
-        )
-    if "\x00" in queue:
-        raise ConfigurationError(f"queue name {queue!r} contains a NUL character")
-    size = len(queue.encode())
-    if size > MAX_QUEUE_NAME_BYTES:
-        raise ConfigurationError(
-            f"queue name of {len(queue)} characters is {size} bytes in UTF-8, over the limit "
-            f"of {MAX_QUEUE_NAME_BYTES} bytes (queue names are part of the table's indexes)"
-        )
-    return queue
-
-
-def check_dedup_key(key: str | None) -> None:
-    """Refuse dedup keys Postgres cannot store (NUL) or index (too long)."""
-    if key is None:
-        return
-    if "\x00" in key:
-        raise ConfigurationError(f"dedup key {key!r} contains a NUL character")
-    size = len(key.encode())
-    if size > MAX_DEDUP_KEY_BYTES:
-        raise ConfigurationError(
-            f"dedup key is {size} bytes in UTF-8, over the limit of {MAX_DEDUP_KEY_BYTES} "
-            "bytes (dedup keys are part of a unique index); use a hash of a longer key"
-        )
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ test sleeps for a lease or a schedule.
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 
@@ -78,6 +79,48 @@ def test_payload_bytes_and_serializer_name_round_trip_exactly(broker: Broker) ->
     assert claimed.id == job_id
     assert claimed.payload == raw
     assert claimed.serializer == "msgpack"
+
+
+@pytest.mark.parametrize(
+    ("queue", "dedup_key", "message"),
+    [
+        ("q" * 2_400, None, "queue name of 2400 characters is over the limit of 1000"),
+        ("é" * 1_001, None, "queue name of 1001 characters is over the limit of 1000"),
+        ("€" * 700, None, "is 2100 bytes in UTF-8, over the limit of 2000 bytes"),
+        ("", None, "queue name must be a non-empty string"),
+        ("a\x00b", None, "contains a NUL character"),
+        ("q", "k" * 513, "dedup key is 513 bytes in UTF-8, over the limit of 512 bytes"),
+        ("q", "", "dedup key must be a non-empty string"),
+        ("q", "a\x00b", "contains a NUL character"),
+    ],
+    ids=[
+        "long-queue",
+        "many-chars",
+        "many-bytes",
+        "empty-queue",
+        "nul-queue",
+        "long-key",
+        "empty-key",
+        "nul-key",
+    ],
+)
+def test_put_refuses_names_and_keys_no_broker_can_store_and_stores_nothing(
+    broker: Broker, queue: str, dedup_key: str | None, message: str
+) -> None:
+    """What Postgres cannot store, every broker refuses (an app tested on the
+    memory broker must not break on Postgres), and the rest of the batch is
+    not stored either."""
+    batch = [new_job("fine"), new_job(queue, dedup_key=dedup_key)]
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        broker.put(batch)
+    assert broker.jobs() == []
+
+
+def test_the_longest_names_and_keys_are_stored(broker: Broker) -> None:
+    queue, key = "é" * 1_000, "€" * 170  # 2,000 bytes; 510 bytes
+    job_id = put_one(broker, queue, dedup_key=key)
+    stored = info(broker, job_id)
+    assert stored is not None and (stored.queue, stored.dedup_key) == (queue, key)
 
 
 def test_put_with_nothing_is_a_no_op(broker: Broker) -> None:

@@ -11,6 +11,9 @@ from taskmaster_core import RetryPolicy
 
 CORE = {
     "ACK",
+    "MAX_DEDUP_KEY_BYTES",
+    "MAX_QUEUE_NAME_BYTES",
+    "MAX_QUEUE_NAME_LENGTH",
     "REJECT",
     "Ack",
     "Broker",
@@ -51,6 +54,9 @@ CORE = {
     "TaskmasterError",
     "UnknownSerializerError",
     "WakeCallback",
+    "check_dedup_key",
+    "check_new_jobs",
+    "check_queue_name",
     "enable_plugins",
     "get_plugin_manager",
     "hookimpl",

@@ -7,7 +7,9 @@ import msgspec
 import pytest
 
 from taskmaster_core import (
+    ACK,
     ConfigurationError,
+    Consumer,
     JobState,
     Message,
     Middleware,
@@ -79,7 +81,7 @@ def test_typed_queue_refuses_a_bad_payload_at_put(broker: MemoryBroker) -> None:
         ({"delay": -1}, "delay must be a finite number >= 0"),
         ({"delay": float("nan")}, "finite"),
         ({"max_attempts": 0}, "max_attempts must be an int >= 1"),
-        ({"dedup_key": ""}, "dedup_key"),
+        ({"dedup_key": ""}, "dedup key must be a non-empty string"),
         ({"headers": {"k": 1}}, "headers must map strings to strings"),
         ({"run_at": datetime(2030, 1, 1)}, "timezone-aware"),  # naive on purpose
     ],
@@ -148,3 +150,17 @@ def test_publish_middleware_can_change_or_drop_messages(broker: MemoryBroker) ->
     assert publisher.put("q", "drop") is None
     stored = broker.jobs(states=[JobState.QUEUED])
     assert [(j.priority, j.headers) for j in stored] == [(5, {"stamped": "yes"})] * 2
+
+
+def test_publisher_and_consumer_refuse_a_queue_name_no_broker_can_store(
+    broker: MemoryBroker,
+) -> None:
+    """The same rule as the brokers' (tests/contract), checked before encoding."""
+    too_long = "q" * 2_400
+    with pytest.raises(ConfigurationError, match="over the limit of 1000"):
+        Publisher(broker).put(too_long, {})
+    with pytest.raises(ConfigurationError, match="dedup key is 513 bytes"):
+        Publisher(broker).put("q", {}, dedup_key="k" * 513)
+    with pytest.raises(ConfigurationError, match="over the limit of 1000"):
+        Consumer(broker, ["q", too_long], lambda job: ACK)
+    assert broker.jobs() == []

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from taskmaster_core import ConfigurationError, JobState
-from taskmaster_postgres import MAX_QUEUE_NAME_LENGTH, SCHEMA_VERSION, PostgresBroker
+from taskmaster_core import MAX_QUEUE_NAME_LENGTH, ConfigurationError, JobState
+from taskmaster_postgres import SCHEMA_VERSION, PostgresBroker
 from tests.harness import Harness
 from tests.pg_fixtures import unique_schema
 
