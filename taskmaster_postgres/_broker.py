@@ -44,6 +44,13 @@ from taskmaster_core import (
 )
 
 from . import _schema
+from ._dsn import (
+    check_options,
+    describe_dsn,
+    dsn_connect_timeout,
+    one_line,
+    turned_away,
+)
 from ._listener import Listener, NullSubscription
 from ._names import TableNames
 from ._sql import RECLAIM_BATCH, STAGE_TYPES, Statements
@@ -56,65 +63,6 @@ _json_encode = msgspec.json.Encoder().encode
 
 COPY_THRESHOLD = 64
 """Batches of at least this many jobs (without dedup keys) are put by COPY."""
-
-
-def describe_dsn(dsn: str) -> str:
-    """``user@host:port/dbname`` for messages: never the password."""
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.Error:
-        return "<unparsable DSN>"
-    host = str(params.get("host") or params.get("hostaddr") or "localhost")
-    port = params.get("port")
-    user = params.get("user")
-    where = f"{host}:{port}" if port else host
-    dbname = params.get("dbname")
-    return f"{f'{user}@' if user else ''}{where}{f'/{dbname}' if dbname else ''}"
-
-
-DEFAULT_CONNECT_TIMEOUT = 10.0
-
-
-def _dsn_connect_timeout(value: str | int | None) -> float:
-    """The DSN's own ``connect_timeout`` (libpq's, in seconds; or
-    ``PGCONNECT_TIMEOUT``'s), else the default."""
-    if value is None or value == "":
-        return DEFAULT_CONNECT_TIMEOUT
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds < math.inf:
-        # libpq would wait forever; a broker needs a bound for its retries.
-        raise ConfigurationError(
-            f"connect_timeout={value!r} in the DSN must be a positive number of seconds"
-        )
-    return seconds
-
-
-def _one_line(exc: BaseException) -> str:
-    """libpq's message on one line: its lines joined with '; ' (it breaks a
-    message into a reason and a hint, and ends it with a newline)."""
-    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-
-
-_TRANSIENT_REFUSALS = (
-    "starting up",
-    "shutting down",
-    "in recovery mode",
-    "not yet accepting connections",
-    "too many clients",
-    "connection slots are reserved",
-)
-
-
-def _turned_away(exc: psycopg.Error) -> bool:
-    """The server answered and refused us for a reason that waiting will not
-    change (wrong password, no such database or role, pg_hba.conf), rather
-    than being unreachable or busy starting up. A localized message is
-    never recognised: it is retried until ``connect_timeout``, as before."""
-    text = str(exc)
-    return "FATAL:" in text and not any(t in text for t in _TRANSIENT_REFUSALS)
 
 
 def _text(value: str | None) -> str | None:
@@ -202,9 +150,10 @@ class PostgresBroker(BrokerBase):
         try:
             params = conninfo_to_dict(dsn)
         except psycopg.Error as exc:
-            raise ConfigurationError(f"invalid PostgreSQL DSN: {_one_line(exc)}") from None
+            raise ConfigurationError(f"invalid PostgreSQL DSN: {one_line(exc)}") from None
+        check_options(params)
         if connect_timeout is None:
-            connect_timeout = _dsn_connect_timeout(
+            connect_timeout = dsn_connect_timeout(
                 params.get("connect_timeout") or os.environ.get("PGCONNECT_TIMEOUT")
             )
         if not 0 < pool_min_size <= pool_max_size:
@@ -309,10 +258,10 @@ class PostgresBroker(BrokerBase):
                 psycopg.connect(self._dsn, **kwargs).close()
                 return
             except psycopg.Error as exc:
-                if time.monotonic() + pause >= deadline or _turned_away(exc):
+                if time.monotonic() + pause >= deadline or turned_away(exc):
                     raise BrokerError(
                         f"could not connect to PostgreSQL at {describe_dsn(self._dsn)}: "
-                        f"{_one_line(exc)}"
+                        f"{one_line(exc)}"
                     ) from exc
             time.sleep(pause)
             pause = min(pause * 2, 1.0)

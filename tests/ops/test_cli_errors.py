@@ -16,7 +16,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from taskmaster_postgres import PostgresBroker
-from taskmaster_postgres._broker import describe_dsn
+from taskmaster_postgres._dsn import describe_dsn
 
 from .helpers import ok, taskmaster
 
