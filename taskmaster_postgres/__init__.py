@@ -21,7 +21,7 @@ except ImportError as _exc:
             if name in __all__:
                 raise ImportError(
                     f"taskmaster_postgres.{name} needs the postgres extra: "
-                    f"pip install 'taskmaster[postgres]' ({_MISSING})"
+                    f"pip install 'taskmaster-jobs[postgres]' ({_MISSING})"
                 )
             raise AttributeError(f"module 'taskmaster_postgres' has no attribute {name!r}")
 

@@ -1,8 +1,8 @@
 """Optional integrations, each a pluggy plugin, off until enabled.
 
-- :mod:`taskmaster_core.contrib.prometheus` — Prometheus metrics (``taskmaster[prometheus]``)
+- :mod:`taskmaster_core.contrib.prometheus` — Prometheus metrics (``taskmaster-jobs[prometheus]``)
 - :mod:`taskmaster_core.contrib.opentelemetry` — tracing from put to handler
-  (``taskmaster[opentelemetry]``)
+  (``taskmaster-jobs[opentelemetry]``)
 
 Installing the library does not turn one on (instrumentation costs time on
 every job, so it is a choice): enable them for every consumer and publisher
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 __all__ = ["missing_library"]
 
-DISTRIBUTION = "taskmaster"
+DISTRIBUTION = "taskmaster-jobs"
 """The name to ``pip install`` Taskmaster's extras under."""
 
 

@@ -81,7 +81,7 @@ def test_a_postgres_url_without_the_postgres_extra_says_what_to_install() -> Non
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "taskmaster: error: postgresql:// needs the postgres extra: "
-        "pip install 'taskmaster[postgres]' (import of psycopg halted; None in sys.modules)"
+        "pip install 'taskmaster-jobs[postgres]' (import of psycopg halted; None in sys.modules)"
     ]
 
 
@@ -100,7 +100,7 @@ def test_the_postgres_package_names_the_missing_extra() -> None:
     )
     assert result.stdout.startswith(
         "taskmaster_postgres.PostgresBroker needs the postgres extra: "
-        "pip install 'taskmaster[postgres]'"
+        "pip install 'taskmaster-jobs[postgres]'"
     )
 
 

@@ -174,7 +174,7 @@ def test_enabling_a_plugin_whose_library_is_missing_says_what_to_install(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        f"ConfigurationError: plugin {plugin!r} {needs}: pip install 'taskmaster[{plugin}]'"
+        f"ConfigurationError: plugin {plugin!r} {needs}: pip install 'taskmaster-jobs[{plugin}]'"
     )
 
 
@@ -199,7 +199,7 @@ def test_a_plugin_registered_by_hand_without_its_library_fails_when_used(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ConfigurationError: "), result.stdout
-    assert f"{needs}: pip install 'taskmaster[{plugin}]'" in result.stdout
+    assert f"{needs}: pip install 'taskmaster-jobs[{plugin}]'" in result.stdout
 
 
 def hide_library(tmp_path: Path, library: str, missing: str | None = None) -> dict[str, str]:
@@ -231,7 +231,7 @@ def test_the_command_stops_with_one_line_when_a_plugins_library_is_missing(
     )
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr == (
-        f"taskmaster: error: plugin {plugin!r} {needs}: pip install 'taskmaster[{plugin}]'\n"
+        f"taskmaster: error: plugin {plugin!r} {needs}: pip install 'taskmaster-jobs[{plugin}]'\n"
     )
     assert result.stdout == ""
 
@@ -251,6 +251,6 @@ def test_a_library_that_is_installed_but_fails_to_import_is_reported_as_such(
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr == (
         "taskmaster: error: plugin 'prometheus' needs prometheus_client: "
-        "pip install 'taskmaster[prometheus]' (importing it failed: "
+        "pip install 'taskmaster-jobs[prometheus]' (importing it failed: "
         "ModuleNotFoundError: No module named 'its_own_dependency')\n"
     )
