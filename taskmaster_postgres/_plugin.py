@@ -31,7 +31,8 @@ def taskmaster_broker_from_url(url: str, options: dict[str, Any]) -> Broker | No
         from ._broker import PostgresBroker
     except ImportError as exc:  # psycopg missing
         raise ConfigurationError(
-            f"postgresql:// needs the postgres extra: pip install 'taskmaster-jobs[postgres]' ({exc})"
+            "postgresql:// needs the postgres extra: "
+            f"pip install 'taskmaster-jobs[postgres]' ({exc})"
         ) from exc
     return PostgresBroker(url, **options)
 
