@@ -9,10 +9,18 @@ Every error Taskmaster raises derives from one root::
     │   └── PayloadValidationError    the payload does not match its declared type
     ├── PayloadTooLargeError      the encoded payload is over the configured limit
     └── BrokerError               the backend failed (driver errors are chained)
-        └── BrokerClosedError         the broker is not open
+        ├── BrokerClosedError         the broker is not open
+        ├── BrokerUnavailableError    cannot reach the backend, or lost it: retrying may help
+        ├── SchemaMissingError        the storage is not migrated (or older than this code)
+        ├── PermissionDeniedError     the backend's role lacks a privilege (grants)
+        └── BrokerConfigurationError  the backend refuses the broker's settings for good
+                                      (also a ConfigurationError)
 
-Driver exceptions (psycopg and others) are translated at the broker boundary
-with ``raise ... from``, so callers only need to catch ``TaskmasterError``.
+Each broker translates its driver's exceptions at its boundary, in one
+mapping, with ``raise ... from``: callers only need to catch
+``TaskmasterError``, and act on the type, never on the message text. A
+driver error that fits none of the subclasses (a statement timeout, a
+deadlock, a bug) is a plain ``BrokerError``.
 """
 
 from __future__ import annotations
@@ -63,3 +71,26 @@ class BrokerError(TaskmasterError):
 
 class BrokerClosedError(BrokerError):
     """The broker was used before ``open()`` or after ``close()``."""
+
+
+class BrokerUnavailableError(BrokerError):
+    """The backend cannot be reached, the connection to it was lost, it is
+    starting up or shutting down, or no connection came within the timeout.
+    Transient: the same call may succeed later."""
+
+
+class SchemaMissingError(BrokerError):
+    """The broker's storage does not exist, or is at an older schema version
+    than this code needs: run ``migrate()`` (``taskmaster migrate``)."""
+
+
+class PermissionDeniedError(BrokerError):
+    """The backend refused an operation for lack of a privilege (e.g. a
+    database role without the grants the broker needs)."""
+
+
+class BrokerConfigurationError(BrokerError, ConfigurationError):
+    """The backend refuses the broker's settings, and will on every attempt:
+    no such database or user, wrong password, a refused login. A
+    ``BrokerError`` (the broker failed to operate) and a ``ConfigurationError``
+    (the fix is in the settings, not in waiting)."""

@@ -19,7 +19,9 @@ CORE = {
     "Broker",
     "BrokerBase",
     "BrokerClosedError",
+    "BrokerConfigurationError",
     "BrokerError",
+    "BrokerUnavailableError",
     "ClaimedJob",
     "ConfigurationError",
     "Consumer",
@@ -40,12 +42,14 @@ CORE = {
     "PublishFn",
     "PayloadTooLargeError",
     "PayloadValidationError",
+    "PermissionDeniedError",
     "Publisher",
     "QueueOptions",
     "QueueStats",
     "Reject",
     "Retry",
     "RetryPolicy",
+    "SchemaMissingError",
     "SerializationError",
     "Serializer",
     "SerializerRegistry",
@@ -88,7 +92,7 @@ def test_every_error_derives_from_the_root() -> None:
         for n in CORE
         if n.endswith("Error") and isinstance(getattr(taskmaster_core, n), type)
     ]
-    assert len(errors) == 8
+    assert len(errors) == 12
     assert all(issubclass(e, taskmaster_core.TaskmasterError) for e in errors)
 
 
