@@ -33,8 +33,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from taskmaster_core.testing import Harness
 from taskmaster_postgres import PostgresBroker
-from tests.harness import Harness
 
 DSN_VARIABLE = "TASKMASTER_TEST_DSN"
 

@@ -38,8 +38,8 @@ from taskmaster_core import (
     SerializationError,
 )
 from taskmaster_core._cli import main
+from taskmaster_core.testing import Harness
 from taskmaster_memory import MemoryBroker
-from tests.harness import Harness
 
 SERIALIZERS = ["json", "msgpack"]
 INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1

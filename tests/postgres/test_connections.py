@@ -21,8 +21,8 @@ from taskmaster_core import (
     Job,
     Publisher,
 )
+from taskmaster_core.testing import Harness
 from taskmaster_postgres import PostgresBroker
-from tests.harness import Harness
 from tests.pg_fixtures import unique_schema
 
 from .helpers import backends, job, wait_until

@@ -14,7 +14,7 @@ from psycopg import sql
 
 from taskmaster_core import JobState, Settlement
 from taskmaster_core._cli import main
-from tests.harness import Harness
+from taskmaster_core.testing import Harness
 
 from .helpers import job, wait_until
 

@@ -12,8 +12,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from taskmaster_core import JobState, Settlement
+from taskmaster_core.testing import Harness
 from taskmaster_postgres import PostgresBroker
-from tests.harness import Harness
 
 from .helpers import Recorder, job
 

@@ -13,8 +13,8 @@ import pytest
 from psycopg import sql
 
 from taskmaster_core import MAX_QUEUE_NAME_LENGTH, ConfigurationError, JobState
+from taskmaster_core.testing import Harness
 from taskmaster_postgres import SCHEMA_VERSION, PostgresBroker
-from tests.harness import Harness
 from tests.pg_fixtures import unique_schema
 
 from .helpers import Recorder, job

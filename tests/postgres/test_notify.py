@@ -10,7 +10,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from taskmaster_core import BrokerError, ConfigurationError, JobState, Lease, Settlement
-from tests.harness import Harness
+from taskmaster_core.testing import Harness
 
 from .helpers import Recorder, backends, drain, job, listen, wait_until
 

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.harness import Harness
+from taskmaster_core.testing import Harness
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from taskmaster_core import Broker, open_broker
+from taskmaster_core.testing import Harness
 from taskmaster_postgres import PostgresBroker
-from tests.harness import Harness
 
 from .helpers import job
 

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from taskmaster_core import BrokerError
+from taskmaster_core.testing import Harness
 from taskmaster_postgres._broker import COPY_THRESHOLD
-from tests.harness import Harness
 
 from .helpers import job
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from taskmaster_core import JobState
-from tests.harness import Harness
+from taskmaster_core.testing import Harness
 
 from .helpers import job
 

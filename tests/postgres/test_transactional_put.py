@@ -23,8 +23,8 @@ import pytest
 from psycopg import pq
 
 from taskmaster_core import ACK, Consumer, Job, Message, Outcome, Publisher
+from taskmaster_core.testing import Harness
 from taskmaster_postgres._broker import COPY_THRESHOLD
-from tests.harness import Harness
 
 from .helpers import wait_until
 
