@@ -1,35 +1,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from taskmaster_core.testing import FakeClock, Harness, HarnessFactory
 from taskmaster_memory import MemoryBroker
-from tests.harness import FakeClock, Harness
 
 pytest_plugins = ["tests.pg_fixtures", "pytester"]
 
-BROKER_KINDS = ["memory", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-HarnessFactory = Callable[..., Harness]
-
-
-@pytest.fixture(params=BROKER_KINDS)
-def broker_kind(request: pytest.FixtureRequest) -> str:
-    kind: str = request.param
-    return kind
-
 
 @pytest.fixture
-def make_harness(broker_kind: str, request: pytest.FixtureRequest) -> Iterator[HarnessFactory]:
-    """Build open, migrated brokers of the current kind; options go to the broker."""
-    if broker_kind == "postgres":
-        factory: HarnessFactory = request.getfixturevalue("make_pg_harness")
-        yield factory
-        return
-
+def make_memory_harness() -> Iterator[HarnessFactory]:
+    """A factory of memory-broker harnesses, ``(**broker_options) -> Harness``,
+    each broker on a FakeClock; the contract suite's memory run uses it."""
     opened: list[MemoryBroker] = []
 
     def make(**options: Any) -> Harness:
@@ -43,16 +29,6 @@ def make_harness(broker_kind: str, request: pytest.FixtureRequest) -> Iterator[H
     yield make
     for broker in opened:
         broker.close()
-
-
-@pytest.fixture
-def harness(make_harness: HarnessFactory) -> Harness:
-    return make_harness()
-
-
-@pytest.fixture
-def broker(harness: Harness) -> Any:
-    return harness.broker
 
 
 def in_ci() -> bool:
