@@ -1,6 +1,14 @@
 """Taskmaster core: jobs, brokers, serializers, middleware, publisher and consumer."""
 
-from ._broker import Broker, BrokerBase, Subscription, WakeCallback
+from ._broker import (
+    Broker,
+    BrokerBase,
+    Capability,
+    PlansMigrations,
+    Subscription,
+    WakeCallback,
+    capabilities_of,
+)
 from ._consumer import Consumer, Handler
 from ._errors import (
     BrokerClosedError,
@@ -60,6 +68,7 @@ __all__ = [
     "BrokerConfigurationError",
     "BrokerError",
     "BrokerUnavailableError",
+    "Capability",
     "ClaimedJob",
     "ConfigurationError",
     "Consumer",
@@ -79,6 +88,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PayloadValidationError",
     "PermissionDeniedError",
+    "PlansMigrations",
     "ProcessFn",
     "PublishFn",
     "Publisher",
@@ -96,6 +106,7 @@ __all__ = [
     "TaskmasterError",
     "UnknownSerializerError",
     "WakeCallback",
+    "capabilities_of",
     "check_dedup_key",
     "check_new_jobs",
     "check_queue_name",

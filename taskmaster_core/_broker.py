@@ -6,10 +6,28 @@ middleware live in core, once. Every method is thread-safe.
 
 Implementers can subclass :class:`BrokerBase` for the context-manager
 plumbing; the contract suite in ``tests/contract`` states the behaviour.
+
+Optional abilities are declared, never guessed from attribute names:
+
+- An ability that adds methods is a runtime-checkable protocol; implementing
+  its methods declares it, and ``isinstance`` checks it:
+  :class:`PlansMigrations` (``migration_sql()``, for ``migrate --dry-run``).
+- An ability that changes what a protocol method does is a
+  :class:`Capability` in the broker's ``capabilities`` (a frozenset,
+  class-level or per instance; :class:`BrokerBase` declares none), read with
+  :func:`capabilities_of`: ``TRANSACTIONAL_PUT`` (``put(connection=...)``
+  joins the caller's transaction; without it, a connection is refused with
+  ``ConfigurationError``), ``WAKE_UPS`` (``subscribe()`` calls back when
+  jobs arrive; without it, consumers find work by polling).
+
+Brokers raise the typed ``BrokerError`` subclasses of ``_errors``
+(unavailable, schema missing, permission denied, configuration), each
+translated from the driver's exceptions in one mapping of the broker's.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Collection, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
@@ -17,7 +35,15 @@ from typing import Any, Protocol, Self, runtime_checkable
 from ._errors import ConfigurationError
 from ._types import ClaimedJob, JobInfo, JobState, Lease, NewJob, QueueStats, Settlement
 
-__all__ = ["Broker", "BrokerBase", "Subscription", "WakeCallback"]
+__all__ = [
+    "Broker",
+    "BrokerBase",
+    "Capability",
+    "PlansMigrations",
+    "Subscription",
+    "WakeCallback",
+    "capabilities_of",
+]
 
 WakeCallback = Callable[[str | None], None]
 """Called with a queue name when jobs may be ready on it, or ``None`` for "any
@@ -48,9 +74,10 @@ class Broker(Protocol):
         """Store jobs; return their ids in order, ``None`` where an unfinished job
         (queued or running) with the same queue and dedup key already exists.
 
-        ``connection`` is a backend connection of the caller's (e.g. a psycopg
-        connection inside the caller's transaction); brokers without such a
-        notion raise ``ConfigurationError`` if it is given."""
+        ``connection`` is a backend connection of the caller's (e.g. a database
+        connection inside the caller's transaction), for brokers with
+        ``Capability.TRANSACTIONAL_PUT``; the others raise
+        ``ConfigurationError`` if it is given."""
 
     def claim(self, queues: Sequence[str], limit: int, lease: float) -> list[ClaimedJob]:
         """Claim up to ``limit`` ready jobs of ``queues``, highest priority first,
@@ -138,9 +165,43 @@ class Broker(Protocol):
         """``close()``."""
 
 
+class Capability(enum.StrEnum):
+    """What a broker's protocol methods can do beyond the minimum; declared in
+    the broker's ``capabilities`` (see the module docstring)."""
+
+    TRANSACTIONAL_PUT = "transactional-put"
+    """``put(connection=...)`` stores the jobs inside the caller's transaction."""
+    WAKE_UPS = "wake-ups"
+    """``subscribe()`` calls back when jobs may be ready (else: polling only)."""
+
+
+@runtime_checkable
+class _DeclaresCapabilities(Protocol):
+    capabilities: frozenset[Capability]
+
+
+def capabilities_of(broker: Broker) -> frozenset[Capability]:
+    """The capabilities ``broker`` declares (none, if it declares nothing)."""
+    if isinstance(broker, _DeclaresCapabilities):
+        return frozenset(broker.capabilities)
+    return frozenset()
+
+
+@runtime_checkable
+class PlansMigrations(Protocol):
+    """A broker that can show what ``migrate()`` would do, without doing it."""
+
+    def migration_sql(self) -> list[str]:
+        """The statements ``migrate()`` would run now, as text (empty when the
+        storage is up to date); changes nothing."""
+
+
 class BrokerBase:
     """Optional base class: context-manager use over ``open()``/``close()``,
     and checks every broker needs."""
+
+    capabilities: frozenset[Capability] = frozenset()
+    """None by default; a subclass declares its own (see :class:`Capability`)."""
 
     @staticmethod
     def _prune_states(states: Collection[JobState]) -> frozenset[JobState]:

@@ -1,43 +1,46 @@
-"""The ``taskmaster`` command line.
+"""The ``taskmaster`` command line: its parser, and ``main``.
 
 Exit codes: 0 success; 1 the operation failed (e.g. the database is
 unreachable); 2 a usage error (bad arguments, bad URL, bad JSON). Errors are
-one line on stderr, never a traceback for a user mistake.
+one line on stderr, never a traceback for a user mistake. What the broker
+failed at is told by the error's type (``_errors``), never by its text.
+The commands are in ``_cli_commands``, the argument types in ``_cli_args``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
-import re
 import sys
-import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
-import msgspec
-
+from . import _cli_commands as cmd
 from ._broker import Broker
-from ._errors import BrokerError, ConfigurationError, TaskmasterError
+from ._cli_args import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    Parser,
+    UsageError,
+    duration,
+    glue_negative_values,
+    job_id,
+    positive_int,
+    queue_list,
+    states,
+    timestamp,
+    usage_line,
+)
+from ._errors import BrokerError, ConfigurationError, SchemaMissingError, TaskmasterError
 from ._logging import configure_logging
-from ._plugins import SerializerRegistry, enable_plugins, open_broker
-from ._publisher import Publisher
-from ._types import JobInfo, JobState
+from ._plugins import enable_plugins, open_broker
+from ._types import JobState
 
 __all__ = ["main"]
 
 DEFAULT_URL = "memory://"
 _EMBEDDED_OK = frozenset({"demo"})
 """Commands that make sense on the embedded memory broker when no URL is given."""
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """A mistake in the command line (exit code 2), reported like argparse's
-    own: naming the command and pointing at its help."""
 
 
 def _add_common(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -67,38 +70,26 @@ def _add_common(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     )
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (like every other error of
-    the CLI) that points at ``--help`` instead of printing the usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, _usage_line(self.prog, message))
-
-
-def _usage_line(prog: str, message: str) -> str:
-    return f"{prog}: error: {message} (see '{prog} --help')\n"
-
-
 DEFAULT_BATCH_SIZE = 10_000
 
 
 def _add_batch_size(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_BATCH_SIZE,
         help=f"jobs deleted per transaction (default {DEFAULT_BATCH_SIZE:,})",
     )
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="taskmaster",
         description="Background jobs on Postgres, with an in-memory broker for tests.",
     )
     _add_common(parser, defaults=True)
     # The same options after the command name (`taskmaster worker --url ...`).
-    common = _Parser(add_help=False)
+    common = Parser(add_help=False)
     _add_common(common, defaults=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -108,10 +99,10 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     demo = command("demo", help="run the demo: put jobs, consume them, summarize")
-    demo.add_argument("--jobs", type=_positive_int, default=10_000, help="default 10000")
-    demo.add_argument("--concurrency", type=_positive_int, default=3, help="default 3")
+    demo.add_argument("--jobs", type=positive_int, default=10_000, help="default 10000")
+    demo.add_argument("--concurrency", type=positive_int, default=3, help="default 3")
     demo.add_argument("--no-progress", action="store_true", help="no live progress line")
-    demo.set_defaults(run=_cmd_demo)
+    demo.set_defaults(run=cmd.cmd_demo)
 
     worker = command(
         "worker",
@@ -126,323 +117,94 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("app", metavar="APP", help="module:attribute")
     worker.add_argument(
         "--queues",
-        type=_queue_list,
+        type=queue_list,
         default=None,
         help="comma-separated: run only the app's consumers of these queues",
     )
     worker.add_argument(
-        "--concurrency", type=_positive_int, default=None, help="overrides the app's"
+        "--concurrency", type=positive_int, default=None, help="overrides the app's"
     )
     worker.add_argument(
         "--stop-timeout",
-        type=_duration,
+        type=duration,
         default=30.0,
         help="how long running jobs may take to finish on stop (default 30s)",
     )
     worker.add_argument(
         "--log-format", choices=["text", "json"], default="text", help="default text"
     )
-    worker.set_defaults(run=_cmd_worker)
+    worker.set_defaults(run=cmd.cmd_worker)
 
     migrate = command("migrate", help="create or upgrade the jobs table")
     migrate.add_argument(
         "--dry-run", action="store_true", help="print the SQL migrate would run; change nothing"
     )
-    migrate.set_defaults(run=_cmd_migrate)
+    migrate.set_defaults(run=cmd.cmd_migrate)
 
     put = command("put", help="put one job on a queue")
     put.add_argument("queue")
     put.add_argument("payload", help="JSON text, or @FILE to read it from a file")
     put.add_argument("--serializer", default="json", help="serializer name (default json)")
     put.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
-    put.add_argument("--delay", type=_duration, default=0.0, help="e.g. 30, 30s, 5m, 2h")
-    put.add_argument("--at", type=_timestamp, default=None, help="ISO 8601 time with zone")
+    put.add_argument("--delay", type=duration, default=0.0, help="e.g. 30, 30s, 5m, 2h")
+    put.add_argument("--at", type=timestamp, default=None, help="ISO 8601 time with zone")
     put.add_argument(
         "--dedup-key", default=None, help="skip the put if an unfinished job has this key"
     )
     put.add_argument(
-        "--max-attempts", type=_positive_int, default=None, help="runs before failing (default 3)"
+        "--max-attempts", type=positive_int, default=None, help="runs before failing (default 3)"
     )
-    put.set_defaults(run=_cmd_put)
+    put.set_defaults(run=cmd.cmd_put)
 
     stats = command("stats", help="jobs per queue and state")
     stats.add_argument("queues", nargs="*", help="only these queues")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
-    stats.set_defaults(run=_cmd_stats)
+    stats.set_defaults(run=cmd.cmd_stats)
 
     failed = command("failed", help="list failed jobs with their last error")
     failed.add_argument("--queue", default=None, help="only this queue")
-    failed.add_argument("--limit", type=_positive_int, default=50, help="at most (default 50)")
+    failed.add_argument("--limit", type=positive_int, default=50, help="at most (default 50)")
     failed.add_argument("--json", action="store_true", help="machine-readable output")
-    failed.set_defaults(run=_cmd_failed)
+    failed.set_defaults(run=cmd.cmd_failed)
 
     requeue = command("requeue", help="move failed jobs back to their queue")
-    requeue.add_argument("ids", nargs="*", type=_job_id, help="failed job ids")
+    requeue.add_argument("ids", nargs="*", type=job_id, help="failed job ids")
     requeue.add_argument("--queue", default=None, help="all failed jobs of this queue")
     requeue.add_argument("--all", action="store_true", help="all failed jobs of every queue")
-    requeue.set_defaults(run=_cmd_requeue)
+    requeue.set_defaults(run=cmd.cmd_requeue)
 
     delete = command("delete", help="delete jobs")
-    delete.add_argument("ids", nargs="*", type=_job_id, help="job ids")
+    delete.add_argument("ids", nargs="*", type=job_id, help="job ids")
     delete.add_argument("--queue", default=None, help="every job of this queue")
     delete.add_argument(
         "--state",
         action="append",
-        type=_states(list(JobState)),
+        type=states(list(JobState)),
         metavar="{queued,running,done,failed}",
         help="only jobs in this state (repeatable)",
     )
     _add_batch_size(delete)
-    delete.set_defaults(run=_cmd_delete)
+    delete.set_defaults(run=cmd.cmd_delete)
 
     prune = command("prune", help="delete finished jobs older than a duration")
-    prune.add_argument("--older-than", type=_duration, required=True, help="e.g. 7d, 12h")
+    prune.add_argument("--older-than", type=duration, required=True, help="e.g. 7d, 12h")
     prune.add_argument(
         "--state",
         action="append",
-        type=_states([JobState.DONE, JobState.FAILED]),
+        type=states([JobState.DONE, JobState.FAILED]),
         metavar="{done,failed}",
         help="done (default) and/or failed",
     )
     prune.add_argument("--queue", default=None, help="only this queue")
     _add_batch_size(prune)
-    prune.set_defaults(run=_cmd_prune)
+    prune.set_defaults(run=cmd.cmd_prune)
     return parser
-
-
-# -- commands -------------------------------------------------------------
-
-
-def _cmd_demo(args: argparse.Namespace, broker: Broker) -> int:
-    from ._demo import run_demo
-
-    summary = run_demo(
-        broker,
-        jobs=args.jobs,
-        concurrency=args.concurrency,
-        progress=not args.no_progress,
-    )
-    return EXIT_OK if summary["unfinished"] == 0 else EXIT_FAILED
-
-
-def _cmd_worker(args: argparse.Namespace, broker: Broker) -> int:
-    from ._worker import load_app, run_worker
-
-    sys.path.insert(0, os.getcwd())  # like python -m: the app module may sit here
-    consumers = load_app(args.app, lambda: broker, queues=args.queues, concurrency=args.concurrency)
-    return run_worker(consumers, stop_timeout=args.stop_timeout)
-
-
-def _cmd_migrate(args: argparse.Namespace, broker: Broker) -> int:
-    if args.dry_run:
-        # Not part of the Broker protocol: a broker offers it if it can.
-        planner: Callable[[], list[str]] | None = getattr(broker, "migration_sql", None)
-        if planner is None:
-            raise UsageError(f"{type(broker).__name__} cannot show its migration SQL (--dry-run)")
-        statements = planner()
-        if not statements:
-            print("-- the schema is up to date: migrate would change nothing")
-        for statement in statements:
-            print(f"{statement};\n")
-        return EXIT_OK
-    broker.migrate()
-    print("schema is up to date")
-    return EXIT_OK
-
-
-def _cmd_put(args: argparse.Namespace, broker: Broker) -> int:
-    text = args.payload
-    if text.startswith("@"):
-        try:
-            with open(text[1:], encoding="utf-8") as handle:
-                text = handle.read()
-        except OSError as exc:
-            raise UsageError(f"cannot read payload file {text[1:]!r}: {exc.strerror}") from exc
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"payload is not valid JSON: {exc}") from exc
-    job_id = Publisher(broker, serializer=args.serializer).put(
-        args.queue,
-        payload,
-        priority=args.priority,
-        delay=args.delay,
-        run_at=args.at,
-        dedup_key=args.dedup_key,
-        max_attempts=args.max_attempts,
-    )
-    if job_id is None:
-        print(f"not put: an unfinished job with dedup key {args.dedup_key!r} exists")
-    else:
-        print(job_id)
-    return EXIT_OK
-
-
-def _cmd_stats(args: argparse.Namespace, broker: Broker) -> int:
-    stats = broker.stats(args.queues or None)
-    if args.json:
-        rows = [
-            {
-                "queue": s.queue,
-                "ready": s.ready,
-                "scheduled": s.scheduled,
-                "running": s.running,
-                "failed": s.failed,
-                "done": s.done,
-                "oldest_ready_age": s.oldest_ready_age,
-            }
-            for s in stats
-        ]
-        print(json.dumps(rows, indent=2))
-        return EXIT_OK
-    if not stats:
-        print("no jobs")
-        return EXIT_OK
-    table = [["queue", "ready", "scheduled", "running", "failed", "done", "oldest ready"]]
-    for s in stats:
-        age = "-" if s.oldest_ready_age is None else f"{s.oldest_ready_age:.1f}s"
-        table.append(
-            [s.queue, *(f"{n:,}" for n in (s.ready, s.scheduled, s.running, s.failed, s.done)), age]
-        )
-    _print_table(table)
-    return EXIT_OK
-
-
-def _job_json(job: JobInfo, serializers: SerializerRegistry) -> dict[str, Any]:
-    """Every field of a stored job; ``payload`` decoded by the job's own
-    serializer (``null`` with ``payload_error`` when that fails, e.g. the
-    serializer is not installed), ``payload_base64`` the stored bytes."""
-    fields: dict[str, Any] = msgspec.to_builtins(job)
-    fields["payload_base64"] = fields.pop("payload")
-    try:
-        payload = serializers.get(job.serializer).loads(job.payload)
-        # Through msgspec's JSON encoder: whatever a serializer decoded (bytes,
-        # non-string map keys, NaN) either becomes valid JSON or lands below.
-        fields["payload"] = json.loads(msgspec.json.encode(payload))
-    except Exception as exc:
-        fields["payload"] = None
-        fields["payload_error"] = str(exc)
-    return fields
-
-
-def _cmd_failed(args: argparse.Namespace, broker: Broker) -> int:
-    jobs = broker.jobs(queue=args.queue, states=[JobState.FAILED], limit=args.limit)
-    if args.json:
-        serializers = SerializerRegistry()
-        print(json.dumps([_job_json(j, serializers) for j in jobs], indent=2))
-        return EXIT_OK
-    if not jobs:
-        print("no failed jobs")
-        return EXIT_OK
-    table = [["id", "queue", "attempts", "failed at", "last error"]]
-    for j in jobs:
-        error = (j.last_error or "").splitlines()[0] if j.last_error else ""
-        table.append(
-            [
-                str(j.id),
-                j.queue,
-                f"{j.attempts}/{j.max_attempts}",
-                j.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
-                error[:80],
-            ]
-        )
-    _print_table(table)
-    return EXIT_OK
-
-
-def _cmd_requeue(args: argparse.Namespace, broker: Broker) -> int:
-    chosen = sum([bool(args.ids), args.queue is not None, args.all])
-    if chosen != 1:
-        raise UsageError("give exactly one of: job ids, --queue QUEUE, --all")
-    moved = broker.requeue(ids=args.ids or None, queue=args.queue)
-    print(f"requeued {moved} job(s)")
-    return EXIT_OK
-
-
-def _cmd_delete(args: argparse.Namespace, broker: Broker) -> int:
-    if not args.ids and args.queue is None:
-        raise UsageError("give job ids or --queue QUEUE")
-    ids = sorted(set(args.ids)) or None
-    # At most as many as match now, so that jobs put while it runs cannot
-    # keep it going for ever.
-    bound = len(ids) if ids else _matching(broker, args.queue, args.state)
-    deleted = _in_batches(
-        "deleted",
-        args.batch_size,
-        lambda limit: broker.delete(ids=ids, queue=args.queue, states=args.state, limit=limit),
-        bound=bound,
-    )
-    print(f"deleted {deleted} job(s)")
-    return EXIT_OK
-
-
-def _matching(broker: Broker, queue: str, states: list[JobState] | None) -> int:
-    """Jobs of ``queue`` in ``states`` (all states when ``None``), now."""
-    counts = {JobState.QUEUED: 0, JobState.RUNNING: 0, JobState.FAILED: 0, JobState.DONE: 0}
-    for row in broker.stats([queue]):
-        counts[JobState.QUEUED] += row.ready + row.scheduled
-        counts[JobState.RUNNING] += row.running
-        counts[JobState.FAILED] += row.failed
-        counts[JobState.DONE] += row.done
-    return sum(counts[JobState(s)] for s in (states or counts))
-
-
-def _cmd_prune(args: argparse.Namespace, broker: Broker) -> int:
-    states = args.state or [JobState.DONE]
-    started = time.monotonic()
-    pruned = _in_batches(
-        "pruned",
-        args.batch_size,
-        # The age grows with the run, so the cutoff stays where it was at the
-        # start: jobs that finish meanwhile are not taken, and the set shrinks.
-        lambda limit: broker.prune(
-            args.older_than + (time.monotonic() - started),
-            states=states,
-            queue=args.queue,
-            limit=limit,
-        ),
-    )
-    print(f"pruned {pruned} job(s)")
-    return EXIT_OK
-
-
-def _in_batches(
-    verb: str, size: int, batch: Callable[[int], int], *, bound: int | None = None
-) -> int:
-    """Call ``batch(n)`` (one short transaction on Postgres, so a large delete
-    holds no long locks) until one finds nothing, or ``bound`` jobs are done.
-    A batch can come back short while more remain — workers may have settled
-    jobs it picked — so a short batch is not the end. On a terminal, show
-    the running count on stderr. Returns the total; if stopped by an error
-    or Ctrl-C, says on stdout how many went first."""
-    progress = sys.stderr.isatty()
-    total = 0
-    try:
-        while bound is None or total < bound:
-            done = batch(size if bound is None else min(size, bound - total))
-            if done == 0:
-                break
-            total += done
-            if progress:
-                sys.stderr.write(f"\r\033[K{verb} {total:,} job(s) so far…")
-                sys.stderr.flush()
-    except BaseException:
-        if total:
-            print(f"{verb} {total} job(s) before stopping")
-        raise
-    finally:
-        if progress and total:
-            sys.stderr.write("\r\033[K")
-    return total
-
-
-# -- plumbing -------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, unknown = parser.parse_known_args(
-        _glue_negative_values(sys.argv[1:] if argv is None else argv)
+        glue_negative_values(sys.argv[1:] if argv is None else argv)
     )
     if unknown:  # said by the command's parser, so it points at the command's help
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -463,9 +225,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_USAGE
     url = url or DEFAULT_URL
-    if args.command != "worker":
-        # One-shot commands report a connection failure in one line of their own.
-        logging.getLogger("psycopg").setLevel(logging.CRITICAL)
     try:
         broker = open_broker(url)
         broker.open()
@@ -474,17 +233,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 broker.migrate()
             return run(args, broker)
         except BrokerError as exc:
-            _error(_could_not(args.command, exc))
+            _error(exc, _could_not(args.command, exc))
             return EXIT_FAILED
         finally:
             broker.close()
     except UsageError as exc:
-        print(_usage_line(f"taskmaster {args.command}", str(exc)), end="", file=sys.stderr)
+        print(usage_line(f"taskmaster {args.command}", str(exc)), end="", file=sys.stderr)
         return EXIT_USAGE
+    except BrokerError as exc:  # opening failed (a BrokerConfigurationError too)
+        _error(exc)
+        return EXIT_FAILED
     except ConfigurationError as exc:
         _error(exc)
         return EXIT_USAGE
-    except TaskmasterError as exc:  # BrokerError and the rest: the operation failed
+    except TaskmasterError as exc:  # the operation failed
         _error(exc)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -505,122 +267,26 @@ _DOING = {
 }
 """What each command does, for ``could not …`` when the broker fails."""
 
-# A broker's error names its own method ("jobs failed on …", which reads as
-# if jobs had failed); the CLI says what the command could not do instead.
-_BROKER_FAILED = re.compile(r"[\w -]+ failed on (?P<where>\S+): (?P<reason>.*)", re.S)
-
 
 def _could_not(command: str, exc: BrokerError) -> str:
-    """``could not <what the command does> on <where>: <the broker's reason>``."""
+    """``could not <what the command does> on <where>: <the broker's reason>``:
+    the broker's message names its own method ("jobs failed on …", which reads
+    as if jobs had failed), so the CLI says what the command could not do."""
     doing = f"could not {_DOING.get(command, command)}"
-    message = str(exc)
-    match = _BROKER_FAILED.fullmatch(message)
-    if match is None:
-        return f"{doing}: {message}"
-    return f"{doing} on {match['where']}: {match['reason']}"
+    if exc.where is None or exc.reason is None:
+        return f"{doing}: {exc}"
+    return f"{doing} on {exc.where}: {exc.reason}"
 
 
-def _error(exc: BaseException | str) -> None:
+def _error(exc: BaseException, message: str | None = None) -> None:
     """One line on stderr: the first line of the message (a database error's
-    LINE/caret context lines would only clutter a terminal)."""
-    lines = str(exc).strip().splitlines() or [type(exc).__name__]
-    message = lines[0]
-    if "does not exist" in message and "relation" in message:
-        message += " (run `taskmaster migrate` to create the jobs table)"
-    print(f"taskmaster: error: {message}", file=sys.stderr)
-
-
-def _print_table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
-
-
-_DURATION = re.compile(r"^\s*(-?)\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def _duration(text: str) -> float:
-    match = _DURATION.match(text)
-    if match is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration; use seconds or a number with ms, s, m, h or d"
-        )
-    if match.group(1):
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return float(match.group(2)) * _UNITS[match.group(3)]
-
-
-_NEGATIVE = re.compile(r"-\.?\d")
-
-
-def _glue_negative_values(argv: Sequence[str]) -> list[str]:
-    """``--older-than -1d`` as ``--older-than=-1d``. argparse takes a value
-    that starts with ``-`` (other than a plain number) for an option and
-    says "expected one argument"; glued on, the value reaches the option's
-    own check ("must not be negative"). No option of ours looks like ``-1``,
-    so nothing else changes meaning."""
-    glued: list[str] = []
-    for arg in argv:
-        previous = glued[-1] if glued else ""
-        if (
-            _NEGATIVE.match(arg)
-            and previous.startswith("--")
-            and "=" not in previous
-            and "--" not in glued  # after "--" everything is positional
-        ):
-            glued[-1] = f"{previous}={arg}"
-        else:
-            glued.append(arg)
-    return glued
-
-
-def _states(allowed: list[JobState]) -> Callable[[str], JobState]:
-    """The ``--state`` type: one of ``allowed``, named as plain words."""
-
-    def state(text: str) -> JobState:
-        if text not in allowed:
-            names = ", ".join(s.value for s in allowed)
-            raise argparse.ArgumentTypeError(f"{text!r} is not one of: {names}")
-        return JobState(text)
-
-    return state
-
-
-def _timestamp(text: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from exc
-    if when.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add e.g. +00:00 or Z")
-    return when.astimezone(UTC)
-
-
-def _queue_list(text: str) -> list[str]:
-    queues = [q for q in text.split(",") if q]
-    if not queues:
-        raise argparse.ArgumentTypeError("--queues needs at least one queue name")
-    return queues
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _job_id(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a job id") from None
+    LINE/caret context lines would only clutter a terminal), and what to do
+    about a missing schema."""
+    lines = (str(exc) if message is None else message).strip().splitlines()
+    line = lines[0] if lines else type(exc).__name__
+    if isinstance(exc, SchemaMissingError):
+        line += " (run `taskmaster migrate` to create the jobs table)"
+    print(f"taskmaster: error: {line}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

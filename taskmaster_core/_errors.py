@@ -66,7 +66,16 @@ class PayloadTooLargeError(TaskmasterError, ValueError):
 
 
 class BrokerError(TaskmasterError):
-    """The backend failed; the driver's exception is chained as ``__cause__``."""
+    """The backend failed; the driver's exception is chained as ``__cause__``.
+
+    ``where`` (e.g. ``user@host:port/db``, never a password) and ``reason``
+    (the backend's own words), when the broker gives them, let a caller say
+    the failure in its own terms without parsing the message."""
+
+    def __init__(self, message: str, *, where: str | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.where = where
+        self.reason = reason
 
 
 class BrokerClosedError(BrokerError):

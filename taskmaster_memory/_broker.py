@@ -21,6 +21,7 @@ from typing import Any
 from taskmaster_core import (
     BrokerBase,
     BrokerClosedError,
+    Capability,
     ClaimedJob,
     ConfigurationError,
     JobInfo,
@@ -106,7 +107,11 @@ class MemoryBroker(BrokerBase):
     ``clock`` returns epoch seconds (default ``time.time``); tests inject a
     fake clock to expire leases and bring scheduled jobs due without sleeping.
     ``keep_done`` keeps acked jobs as ``done`` instead of deleting them.
+    ``put(connection=...)`` is refused (no transactional put), and there is
+    no migration SQL to show (it is not a ``PlansMigrations``).
     """
+
+    capabilities = frozenset({Capability.WAKE_UPS})
 
     def __init__(
         self,
@@ -140,11 +145,6 @@ class MemoryBroker(BrokerBase):
 
     def migrate(self) -> None:
         self._check_open()
-
-    def migration_sql(self) -> list[str]:
-        """Nothing: a memory broker has no schema to create (``migrate --dry-run``)."""
-        self._check_open()
-        return []
 
     def _check_open(self) -> None:
         if not self._open:

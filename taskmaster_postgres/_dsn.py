@@ -1,5 +1,5 @@
-"""The DSN: what its options must look like, how it is shown, and which
-connection failures are worth retrying.
+"""The DSN: what its options must look like, and how it is shown. (Which
+connection failures are worth retrying is in ``_errors``.)
 
 Connection retries are for a server that is unreachable or starting up. An
 option whose syntax libpq fixes (a port that is not a number, an sslmode it
@@ -24,8 +24,6 @@ __all__ = [
     "check_options",
     "describe_dsn",
     "dsn_connect_timeout",
-    "one_line",
-    "turned_away",
 ]
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -108,28 +106,3 @@ def dsn_connect_timeout(value: str | int | None) -> float:
             f"connect_timeout={value!r} in the DSN must be a positive number of seconds"
         )
     return seconds
-
-
-def one_line(exc: BaseException) -> str:
-    """libpq's message on one line: its lines joined with '; ' (it breaks a
-    message into a reason and a hint, and ends it with a newline)."""
-    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-
-
-_TRANSIENT_REFUSALS = (
-    "starting up",
-    "shutting down",
-    "in recovery mode",
-    "not yet accepting connections",
-    "too many clients",
-    "connection slots are reserved",
-)
-
-
-def turned_away(exc: psycopg.Error) -> bool:
-    """The server answered and refused us for a reason that waiting will not
-    change (wrong password, no such database or role, pg_hba.conf), rather
-    than being unreachable or busy starting up. A localized message is
-    never recognised: it is retried until ``connect_timeout``, as before."""
-    text = str(exc)
-    return "FATAL:" in text and not any(t in text for t in _TRANSIENT_REFUSALS)

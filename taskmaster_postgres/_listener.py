@@ -21,7 +21,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from taskmaster_core import WakeCallback
+from taskmaster_core import BrokerUnavailableError, WakeCallback
+
+from ._errors import error_type
 
 __all__ = ["Listener", "ListenerSubscription", "NullSubscription"]
 
@@ -166,7 +168,11 @@ class Listener:
                 run.listening.clear()
                 if stop.is_set():
                     break
-                logger.warning(
+                # Whatever went wrong, the listener retries (consumers poll
+                # meanwhile); a refusal that waiting will not fix is an error.
+                unavailable = issubclass(error_type(exc), BrokerUnavailableError)
+                logger.log(
+                    logging.WARNING if unavailable else logging.ERROR,
                     "listener connection to %s lost (%s); reconnecting in %.1fs",
                     self._describe(),
                     exc,

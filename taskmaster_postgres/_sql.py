@@ -8,7 +8,8 @@ bytes once in :class:`Statements`, so psycopg's prepared-statement cache sees
 the same query every time and nothing is re-composed per call.
 
 Batches use ``unnest()`` over array parameters: one statement, one round trip,
-whatever the batch size.
+whatever the batch size. What the reading statements return (and how a row
+becomes a core type) is in ``_rows``.
 """
 
 from __future__ import annotations
@@ -16,21 +17,9 @@ from __future__ import annotations
 from psycopg import sql
 
 from ._names import TableNames, for_parameters
+from ._rows import CLAIM_COLUMNS, JOB_COLUMNS, STATS_COLUMNS
 
 __all__ = ["Statements"]
-
-# Columns a claim returns, in ClaimedJob order (see _broker._claimed_job).
-_CLAIM_RETURNING = """
-    j.id, j.queue, j.payload, j.serializer, j.priority, j.attempts, j.max_attempts,
-    extract(epoch FROM j.run_at)::float8 AS run_at_epoch,
-    extract(epoch FROM j.created_at)::float8 AS created_at_epoch,
-    j.headers, j.claim_token
-"""
-
-JOB_COLUMNS = (
-    "id, queue, state, payload, serializer, priority, attempts, max_attempts, run_at,"
-    " created_at, updated_at, lease_until, last_error, dedup_key, headers"
-)
 
 _PUT = """
 WITH input AS MATERIALIZED (
@@ -184,7 +173,7 @@ claimed AS (
     RETURNING {returning}
 )
 SELECT claimed.* FROM claimed CROSS JOIN (SELECT {relax}) AS relax
-ORDER BY claimed.priority DESC, claimed.run_at_epoch, claimed.id
+ORDER BY claimed.priority DESC, claimed.run_at, claimed.id
 """
 
 # Reclaim, claim, settle, extend and release end with {relax}: with
@@ -325,14 +314,7 @@ WHERE id = ANY(ARRAY(SELECT id FROM {{t}} WHERE {where} LIMIT %(limit)s))
 """
 
 _STATS = """
-SELECT queue,
-       count(*) FILTER (WHERE state = 'queued' AND run_at <= now()),
-       count(*) FILTER (WHERE state = 'queued' AND run_at > now()),
-       count(*) FILTER (WHERE state = 'running'),
-       count(*) FILTER (WHERE state = 'failed'),
-       count(*) FILTER (WHERE state = 'done'),
-       extract(epoch FROM now() - min(run_at) FILTER (
-           WHERE state = 'queued' AND run_at <= now()))::float8
+SELECT {stats_columns}
 FROM {t}
 WHERE %(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[])
 GROUP BY queue
@@ -358,8 +340,9 @@ class Statements:
             "channel": sql.Literal(names.channel),
             "id_seq": sql.Literal(names.ident(names.id_seq).as_string(None)),
             "token_seq": sql.Literal(names.ident(names.token_seq).as_string(None)),
-            "returning": sql.SQL(_CLAIM_RETURNING),
+            "returning": sql.SQL(CLAIM_COLUMNS),
             "columns": sql.SQL(JOB_COLUMNS),
+            "stats_columns": sql.SQL(STATS_COLUMNS),
             "ack_deletes": sql.SQL("false" if keep_done else "true"),
             "stage": sql.Identifier("pg_temp", PUT_STAGE),
             "reclaim_batch": sql.Literal(RECLAIM_BATCH),

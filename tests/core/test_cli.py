@@ -228,7 +228,7 @@ def test_failed_json_holds_any_stored_payload() -> None:
     from datetime import UTC, datetime
 
     from taskmaster_core import JobInfo, JobState
-    from taskmaster_core._cli import _job_json
+    from taskmaster_core._cli_commands import job_json as _job_json
     from taskmaster_core._plugins import SerializerRegistry
 
     now = datetime.now(UTC)

@@ -11,7 +11,7 @@ import pytest
 
 from taskmaster_core import BrokerError
 from taskmaster_core.testing import Harness
-from taskmaster_postgres._broker import COPY_THRESHOLD
+from taskmaster_postgres._put import COPY_THRESHOLD
 
 from .helpers import job
 
@@ -86,12 +86,12 @@ def test_a_put_after_its_connection_was_killed_fails_once_then_reconnects(
 ) -> None:
     broker: Any = make_pg_harness().broker
     assert broker.put([job("q")])[0] is not None
-    kept = broker._put_conn
+    kept = broker._connections._put_conn
     assert kept is not None  # puts keep one warm connection
     with psycopg.connect(pg_dsn, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [kept.info.backend_pid])
     with pytest.raises(BrokerError, match="put failed"):
         broker.put([job("q")])  # a put never silently disappears
     assert broker.put([job("q")])[0] is not None
-    assert broker._put_conn is not kept
+    assert broker._connections._put_conn is not kept
     assert len(broker.jobs(queue="q")) == 2

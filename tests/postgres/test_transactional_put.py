@@ -24,7 +24,7 @@ from psycopg import pq
 
 from taskmaster_core import ACK, Consumer, Job, Message, Outcome, Publisher
 from taskmaster_core.testing import Harness
-from taskmaster_postgres._broker import COPY_THRESHOLD
+from taskmaster_postgres._put import COPY_THRESHOLD
 
 from .helpers import wait_until
 
