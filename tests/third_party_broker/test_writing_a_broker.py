@@ -1,0 +1,82 @@
+"""docs/plugins.md, "Writing a broker", followed literally by a broker outside
+Taskmaster's packages (my_broker.py, a wrapper around the memory broker).
+
+The guide's test module is taken from the guide itself and run, in its own
+pytest process, next to my_broker.py: the whole shipped contract suite must
+pass, with nothing skipped. Two more runs check what the guide says about a
+missing ``make_harness`` and a broker option the broker does not have.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+GUIDE = HERE.parents[1] / "docs" / "plugins.md"
+CONTRACT_TESTS = 60  # each class of tests/contract/test_brokers.py runs as many
+KEEP_DONE_TESTS = 4  # the contract tests that build a broker with keep_done=True
+
+
+def guide_test_module() -> str:
+    """The ```python block of "Writing a broker" that is ``test_my_broker.py``."""
+    text = GUIDE.read_text(encoding="utf-8")
+    section = text.split("## Writing a broker", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```python\n(.*?)^```", section, re.S | re.M)
+    (module,) = [block for block in blocks if block.startswith("# test_my_broker.py\n")]
+    return module
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A directory of the third party's own: its broker and the guide's test module."""
+    pytester.makepyfile(my_broker=(HERE / "my_broker.py").read_text(encoding="utf-8"))
+    pytester.makepyfile(test_my_broker=guide_test_module())
+    return pytester
+
+
+def test_the_guide_runs_the_whole_contract_suite_on_a_third_party_broker(
+    project: pytest.Pytester,
+) -> None:
+    result = project.runpytest_subprocess("-W", "error", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=CONTRACT_TESTS)
+    result.stdout.fnmatch_lines(["*test_my_broker.py*"])
+
+
+def test_a_contract_class_without_make_harness_says_what_to_define(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_forgot="""
+        from taskmaster_core.testing import BrokerContract
+
+        class TestForgot(BrokerContract):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-k", "test_put_with_nothing_is_a_no_op")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*TestForgot must define a make_harness fixture*"])
+
+
+def test_a_factory_can_skip_an_option_its_broker_lacks(project: pytest.Pytester) -> None:
+    project.makeconftest(
+        """
+        import pytest
+        from taskmaster_core.testing import BrokerContract, FakeClock, Harness
+        import my_broker
+
+        class NoKeepDone(my_broker.MyBroker):
+            def __init__(self, *, clock, **options):
+                if options:
+                    pytest.skip(f"MyBroker has no {', '.join(options)} option")
+                super().__init__(clock=clock)
+
+        my_broker.MyBroker = NoKeepDone
+        """
+    )
+    result = project.runpytest_subprocess("-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=CONTRACT_TESTS - KEEP_DONE_TESTS, skipped=KEEP_DONE_TESTS)
+    result.stdout.fnmatch_lines(["*MyBroker has no keep_done option*"])
