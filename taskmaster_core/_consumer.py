@@ -203,6 +203,7 @@ class Consumer:
         self._lock = threading.Lock()  # guards the lifecycle fields below
         self._started = False
         self._error: BaseException | None = None
+        self._spawned = threading.Event()
         self._stopped = threading.Event()
         self._hurry = threading.Event()
         self._clean = True
@@ -255,15 +256,18 @@ class Consumer:
             if self._started:
                 raise TaskmasterError(f"{self.name} was already started; a consumer runs once")
             self._started = True
-        self._subscription = self.broker.subscribe(self.queues, self._fetcher.on_signal)
-        for role, target in (
-            ("fetcher", self._fetcher.run),
-            ("settler", self._settler.run),
-            ("lease-keeper", self._lease_keeper.run),
-        ):
-            self._threads[role] = self._spawn(role, target)
-        for _ in range(self.concurrency):
-            self._workers.add()
+        try:
+            self._subscription = self.broker.subscribe(self.queues, self._fetcher.on_signal)
+            for role, target in (
+                ("fetcher", self._fetcher.run),
+                ("settler", self._settler.run),
+                ("lease-keeper", self._lease_keeper.run),
+            ):
+                self._threads[role] = self._spawn(role, target)
+            for _ in range(self.concurrency):
+                self._workers.add()
+        finally:
+            self._spawned.set()  # a stop() begun meanwhile (a role died) may go on
 
     def stop(self, timeout: float | None = 30.0) -> bool:
         """Stop: claim no more, return unstarted jobs to the queue, wait up to
@@ -281,11 +285,14 @@ class Consumer:
         if already:
             self._stopped.wait(timeout)
             return self._clean
+        self._spawned.wait()
         deadline = None if timeout is None else time.monotonic() + timeout
         self._fetcher.wake.set()
         if self._subscription is not None:
             self._subscription.close()
-        self._join(self._threads["fetcher"], deadline)
+        fetcher, settler = self._threads.get("fetcher"), self._threads.get("settler")
+        if fetcher is not None:
+            self._join(fetcher, deadline)
         self._fetcher.return_unstarted()
         workers = self._workers.threads()
         for _ in workers:
@@ -296,9 +303,9 @@ class Consumer:
         self._fetcher.return_unstarted()  # anything a worker left behind as it stopped
         self._lease_keeper.stop()
         self._ledger.close()
-        settler = self._threads["settler"]
-        settler.join(_remaining(deadline, minimum=1.0))
-        if not settler.is_alive():
+        if settler is not None:
+            settler.join(_remaining(deadline, minimum=1.0))
+        if settler is None or not settler.is_alive():
             self._report_lost_outcomes()
         self._clean = not busy
         self._stopped.set()

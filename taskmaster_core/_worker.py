@@ -13,9 +13,11 @@ consumer, and so a handler, the application did not give it.
 The first SIGTERM or SIGINT stops gracefully: no more claims, unstarted jobs
 go back to their queue, running handlers get ``stop_timeout`` seconds to
 finish. A second signal stops waiting for handlers at once (unstarted jobs
-are still returned). Exit status: 0 stopped cleanly, 3 some handlers were
-still running when the worker gave up on them (their jobs are retried once
-their lease expires).
+are still returned). A consumer that dies (one of its threads failed with
+an unexpected exception: see ``Consumer.healthy``) stops the worker the same
+way, at once. Exit status: 0 stopped cleanly, 3 some handlers were still
+running when the worker gave up on them (their jobs are retried once their
+lease expires), 4 a consumer died.
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ from ._consumer import Consumer
 from ._errors import ConfigurationError
 from ._job import Job
 
-__all__ = ["EXIT_HANDLERS_ABANDONED", "load_app", "run_worker"]
+__all__ = ["EXIT_CONSUMER_DIED", "EXIT_HANDLERS_ABANDONED", "load_app", "run_worker"]
 
 logger = logging.getLogger("taskmaster.worker")
 
 EXIT_HANDLERS_ABANDONED = 3
+EXIT_CONSUMER_DIED = 4
 
 
 def load_app(
@@ -216,8 +219,13 @@ def run_worker(
         )
         if ready is not None:
             ready()
-        while not stop_requested.wait(0.5):
-            pass
+        dead: list[Consumer] = []
+        while not stop_requested.wait(0.5) and not dead:
+            dead = [c for c in consumers if not c.healthy]
+        if dead:
+            logger.error(
+                "consumer(s) died: %s; stopping the worker", ", ".join(c.name for c in dead)
+            )
         results: list[bool] = []
         stoppers = [
             threading.Thread(target=lambda c=c: results.append(c.stop(stop_timeout)))
@@ -229,6 +237,10 @@ def run_worker(
             while thread.is_alive():
                 thread.join(0.1)  # short slices, so a second signal is handled promptly
         clean = all(results)
+        died = [c.name for c in consumers if not c.healthy]
+        if died:
+            logger.error("worker stopped because consumer(s) died: %s", ", ".join(died))
+            return EXIT_CONSUMER_DIED
         if clean:
             logger.info("worker stopped cleanly")
         else:
