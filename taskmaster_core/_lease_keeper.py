@@ -32,7 +32,7 @@ logger = logging.getLogger("taskmaster.consumer")
 
 class Scheduler:
     """Runs actions at their times, one after another, on the thread that
-    calls :meth:`run` (psycopg_pool's ``sched.py`` is the model)."""
+    calls :meth:`run` (a connection pool's scheduler thread is the model)."""
 
     def __init__(self) -> None:
         self._queue: list[tuple[float, int, Callable[[], None]]] = []

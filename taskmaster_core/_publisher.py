@@ -98,8 +98,9 @@ class Publisher:
         an unfinished job with the same ``dedup_key`` exists on the queue (or a
         publish middleware dropped it).
 
-        ``connection``: the caller's own backend connection (e.g. psycopg), so
-        the job commits or rolls back with the caller's transaction."""
+        ``connection``: the caller's own backend connection (for a broker with
+        ``Capability.TRANSACTIONAL_PUT``, e.g. a database connection), so the
+        job commits or rolls back with the caller's transaction."""
         message = Message(
             queue=queue,
             payload=payload,
