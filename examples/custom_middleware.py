@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 
 from taskmaster_core import (
     ACK,
-    Broker,
     Consumer,
     Job,
     Message,
@@ -69,14 +67,6 @@ def handle(job: Job) -> Outcome:
     return ACK
 
 
-def wait_until_finished(broker: Broker, queue: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while broker.stats([queue])[0].unfinished:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"jobs of {queue!r} still unfinished after {timeout}s")
-        time.sleep(0.01)
-
-
 def main() -> None:
     plugins = new_plugin_manager(load_entrypoints=False)
     plugins.register(sys.modules[__name__], name="example-middleware")
@@ -86,8 +76,8 @@ def main() -> None:
         publisher.put("q", {"hello": "world"})
 
         middleware = [Trace("first"), Trace("second"), RequestId("req-7")]
-        with Consumer(broker, "q", handle, middleware=middleware, plugins=plugins):
-            wait_until_finished(broker, "q")
+        with Consumer(broker, "q", handle, middleware=middleware, plugins=plugins) as consumer:
+            assert consumer.wait_idle()
 
     print(" -> ".join(calls))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 import zlib
 from typing import Any
 
@@ -11,7 +10,6 @@ import msgspec
 
 from taskmaster_core import (
     ACK,
-    Broker,
     Consumer,
     Job,
     Outcome,
@@ -66,14 +64,6 @@ def handle(job: Job) -> Outcome:
     return ACK
 
 
-def wait_until_finished(broker: Broker, queue: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while broker.stats([queue])[0].unfinished:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"jobs of {queue!r} still unfinished after {timeout}s")
-        time.sleep(0.01)
-
-
 def main() -> None:
     plugins = new_plugin_manager(load_entrypoints=False)
     plugins.register(sys.modules[__name__], name="example-serializer")
@@ -95,8 +85,8 @@ def main() -> None:
             print(f"error: {exc}")
 
         # The consumer decodes each job with the serializer it was written with.
-        with Consumer(broker, "reports", handle, plugins=plugins):
-            wait_until_finished(broker, "reports")
+        with Consumer(broker, "reports", handle, plugins=plugins) as consumer:
+            assert consumer.wait_idle()
 
 
 if __name__ == "__main__":

@@ -6,11 +6,9 @@ Together they behave like the original Taskmaster's with-log / with-error.
 from __future__ import annotations
 
 import logging
-import time
 
 from taskmaster_core import (
     ACK,
-    Broker,
     Consumer,
     ErrorReporter,
     Job,
@@ -32,14 +30,6 @@ def report(job: Job, exc: BaseException) -> None:
     print(f"reported: job {job.id} on {job.queue!r} raised {exc!r}")
 
 
-def wait_until_finished(broker: Broker, queue: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while broker.stats([queue])[0].unfinished:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"jobs of {queue!r} still unfinished after {timeout}s")
-        time.sleep(0.01)
-
-
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
     with MemoryBroker() as broker:
@@ -48,8 +38,8 @@ def main() -> None:
             LoggingMiddleware(),  # outermost: sees the Reject that ErrorReporter returns
             ErrorReporter(report, reject=True),  # an exception fails the job at once
         ]
-        with Consumer(broker, "numbers", handle, middleware=middleware):
-            wait_until_finished(broker, "numbers")
+        with Consumer(broker, "numbers", handle, middleware=middleware) as consumer:
+            assert consumer.wait_idle()
         (stats,) = broker.stats(["numbers"])
         print(f"failed: {stats.failed}")
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 from taskmaster_core import (
     ACK,
     REJECT,
-    Broker,
     Consumer,
     Job,
     Publisher,
@@ -34,14 +31,6 @@ def handle(job: Job) -> object:
     return "done!"  # not an outcome: the job fails with an error saying so
 
 
-def wait_until_finished(broker: Broker, queue: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while broker.stats([queue])[0].unfinished:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"jobs of {queue!r} still unfinished after {timeout}s")
-        time.sleep(0.01)
-
-
 def main() -> None:
     actions = ["ack", "reject", "reject-with-reason", "retry-then-ack", "raise", "bad-return"]
     # keep_done=True keeps acked jobs as "done" so we can look at them.
@@ -50,8 +39,8 @@ def main() -> None:
         ids = {publisher.put("work", {"action": a}): a for a in actions}
 
         fast_backoff = RetryPolicy(base_delay=0.01, factor=2.0, jitter=0.0)
-        with Consumer(broker, "work", handle, retry=fast_backoff, poll_interval=0.05):
-            wait_until_finished(broker, "work")
+        with Consumer(broker, "work", handle, retry=fast_backoff, poll_interval=0.05) as consumer:
+            assert consumer.wait_idle(scheduled=True)
 
         for info in broker.jobs(ids=[i for i in ids if i is not None]):
             error = (info.last_error or "").splitlines()[0] if info.last_error else "-"

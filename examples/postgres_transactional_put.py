@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import psycopg
 
-from taskmaster_core import ACK, Broker, Consumer, Job, Outcome, Publisher
+from taskmaster_core import ACK, Consumer, Job, Outcome, Publisher
 from taskmaster_postgres import PostgresBroker
 
 
@@ -23,14 +22,6 @@ class PaymentDeclined(Exception):
 def send_receipt(job: Job) -> Outcome:
     print(f"sending the receipt for order {job.payload['order_id']}")
     return ACK
-
-
-def wait_until_finished(broker: Broker, queue: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while broker.stats([queue])[0].unfinished:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"jobs of {queue!r} still unfinished after {timeout}s")
-        time.sleep(0.01)
 
 
 def main(dsn: str) -> None:
@@ -62,8 +53,8 @@ def main(dsn: str) -> None:
             stored = job_id is not None and bool(broker.jobs(ids=[job_id]))
             print(f"job {job_id} stored: {stored}")
 
-        with Consumer(broker, "receipts", send_receipt):
-            wait_until_finished(broker, "receipts")
+        with Consumer(broker, "receipts", send_receipt) as consumer:
+            assert consumer.wait_idle()
 
 
 if __name__ == "__main__":

@@ -58,15 +58,6 @@ class FakeClock:
         self.now += seconds
 
 
-def wait_until_finished(broker: Broker, queue: str, timeout: float = 10.0) -> None:
-    """Wait until no job of ``queue`` is queued or running."""
-    deadline = time.monotonic() + timeout
-    while broker.stats([queue])[0].unfinished:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"jobs of {queue!r} still unfinished after {timeout}s")
-        time.sleep(0.01)
-
-
 # -- fixtures ---------------------------------------------------------------
 
 
@@ -87,8 +78,8 @@ def broker(clock: FakeClock) -> Iterator[MemoryBroker]:
 def test_a_consumer_runs_the_welcome_email(broker: MemoryBroker) -> None:
     signup(Publisher(broker), "ada@example.com")
     outbox: list[str] = []
-    with Consumer(broker, "emails", send_welcome, context={"outbox": outbox}):
-        wait_until_finished(broker, "emails")
+    with Consumer(broker, "emails", send_welcome, context={"outbox": outbox}) as consumer:
+        assert consumer.wait_idle()
     assert outbox == ["ada@example.com"]
 
 
@@ -141,7 +132,7 @@ def test_the_same_test_runs_on_any_broker(
     outbox: list[str] = []
     consumer = Consumer(taskmaster_broker, "emails", send_welcome, context={"outbox": outbox})
     with consumer:
-        wait_until_finished(taskmaster_broker, "emails")
+        assert consumer.wait_idle()
     assert outbox == ["ada@example.com"]
 
 

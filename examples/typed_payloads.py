@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import msgspec
 
 from taskmaster_core import (
     ACK,
-    Broker,
     Consumer,
     Job,
     JobState,
@@ -31,14 +28,6 @@ def welcome(job: Job) -> Outcome:
     return ACK
 
 
-def wait_until_finished(broker: Broker, queue: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while broker.stats([queue])[0].unfinished:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"jobs of {queue!r} still unfinished after {timeout}s")
-        time.sleep(0.01)
-
-
 def main() -> None:
     with MemoryBroker() as broker:
         publisher = Publisher(broker, queues={"signups": QueueOptions(payload_type=Signup)})
@@ -54,8 +43,8 @@ def main() -> None:
         # can still put a bad payload; the consumer then fails that job.
         Publisher(broker).put("signups", {"email": 42})
 
-        with Consumer(broker, "signups", welcome, payload_type=Signup):
-            wait_until_finished(broker, "signups")
+        with Consumer(broker, "signups", welcome, payload_type=Signup) as consumer:
+            assert consumer.wait_idle()
 
         for info in broker.jobs(states=[JobState.FAILED]):
             print(f"failed at consume: job {info.id}: {info.last_error}")

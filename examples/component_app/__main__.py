@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
-from taskmaster_core import Broker, JobState, Publisher
+from taskmaster_core import JobState, Publisher
 from taskmaster_memory import MemoryBroker
 
 from .app import make_components, make_consumers, signup
-
-
-def wait_until_finished(broker: Broker, queues: list[str], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while any(s.unfinished for s in broker.stats(queues)):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"jobs of {queues!r} still unfinished after {timeout}s")
-        time.sleep(0.01)
 
 
 def main() -> None:
@@ -30,7 +20,8 @@ def main() -> None:
         for consumer in consumers:
             consumer.start()
         try:
-            wait_until_finished(broker, ["signups", "emails"])
+            for consumer in consumers:  # signups first: its handler puts the emails
+                assert consumer.wait_idle()
         finally:
             for consumer in consumers:
                 consumer.stop()
