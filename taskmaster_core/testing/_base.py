@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from taskmaster_core import Broker
+from taskmaster_core import Broker, Capability, capabilities_of
 
 from ._harness import Harness, HarnessFactory
 
-__all__ = ["LEASE", "ContractBase"]
+__all__ = ["LEASE", "ContractBase", "needs"]
 
 LEASE = 30.0
 """The lease, in seconds, of claims that are not about leases."""
@@ -20,7 +20,9 @@ class ContractBase:
     :data:`HarnessFactory`; the ``harness`` and ``broker`` fixtures follow
     from it. Options the suite passes to the factory: ``keep_done=True``
     (acked jobs are kept as ``done``). A factory whose broker cannot honour
-    an option should ``pytest.skip`` with the reason."""
+    an option should ``pytest.skip`` with the reason. Tests of an optional
+    ability (``Capability.WAKE_UPS``) skip for a broker that does not
+    declare it."""
 
     @pytest.fixture
     def make_harness(self) -> HarnessFactory:
@@ -41,3 +43,9 @@ class ContractBase:
     def broker(self, harness: Harness) -> Broker:
         """The harness's broker."""
         return harness.broker
+
+
+def needs(broker: Broker, capability: Capability) -> None:
+    """Skip the test unless ``broker`` declares ``capability``."""
+    if capability not in capabilities_of(broker):
+        pytest.skip(f"{type(broker).__name__} does not declare Capability.{capability.name}")

@@ -20,6 +20,7 @@ from taskmaster_core import (
     ACK,
     REJECT,
     Broker,
+    Capability,
     Consumer,
     Job,
     JobState,
@@ -31,7 +32,7 @@ from taskmaster_core import (
     WakeCallback,
 )
 
-from ._base import ContractBase
+from ._base import ContractBase, needs
 from ._builders import new_job
 from ._harness import wait_until
 
@@ -318,6 +319,7 @@ class ConsumerContract(ContractBase):
     def test_put_while_consuming_is_picked_up_promptly(
         self, broker: Broker, concurrency: int
     ) -> None:
+        needs(broker, Capability.WAKE_UPS)
         done = threading.Event()
         with Consumer(broker, "q", _setting(done), concurrency=concurrency, poll_interval=30):
             Publisher(broker).put("q", 1)

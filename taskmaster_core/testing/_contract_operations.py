@@ -11,9 +11,9 @@ import threading
 
 import pytest
 
-from taskmaster_core import Broker, BrokerClosedError, ConfigurationError, JobState
+from taskmaster_core import Broker, BrokerClosedError, Capability, ConfigurationError, JobState
 
-from ._base import LEASE, ContractBase
+from ._base import LEASE, ContractBase, needs
 from ._builders import ack, fail, info, new_job, put_one
 from ._harness import Harness, HarnessFactory
 
@@ -149,6 +149,7 @@ class OperationsContract(ContractBase):
     # -- wake-ups
 
     def test_subscribers_are_woken_for_their_queues(self, broker: Broker) -> None:
+        needs(broker, Capability.WAKE_UPS)
         woken: list[str | None] = []
         event = threading.Event()
 
@@ -167,6 +168,7 @@ class OperationsContract(ContractBase):
             subscription.close()
 
     def test_requeue_wakes_subscribers(self, broker: Broker) -> None:
+        needs(broker, Capability.WAKE_UPS)
         put_one(broker)
         _fail_all(broker, "q")
         event = threading.Event()

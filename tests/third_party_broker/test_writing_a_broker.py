@@ -4,7 +4,7 @@ Taskmaster's packages (my_broker.py, a wrapper around the memory broker).
 The guide's test module is taken from the guide itself and run, in its own
 pytest process, next to my_broker.py: the whole shipped contract suite must
 pass, with nothing skipped. Two more runs check what the guide says about a
-missing ``make_harness`` and a broker option the broker does not have.
+missing ``make_harness``, and about options and capabilities a broker lacks.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 GUIDE = HERE.parents[1] / "docs" / "plugins.md"
 CONTRACT_TESTS = 60  # each class of tests/contract/test_brokers.py runs as many
 KEEP_DONE_TESTS = 4  # the contract tests that build a broker with keep_done=True
+WAKE_UP_TESTS = 4  # the contract tests of Capability.WAKE_UPS
 
 
 def guide_test_module() -> str:
@@ -61,22 +62,27 @@ def test_a_contract_class_without_make_harness_says_what_to_define(
     result.stdout.fnmatch_lines(["*TestForgot must define a make_harness fixture*"])
 
 
-def test_a_factory_can_skip_an_option_its_broker_lacks(project: pytest.Pytester) -> None:
+def test_options_and_capabilities_a_broker_lacks_skip_their_tests(
+    project: pytest.Pytester,
+) -> None:
     project.makeconftest(
         """
         import pytest
-        from taskmaster_core.testing import BrokerContract, FakeClock, Harness
         import my_broker
 
-        class NoKeepDone(my_broker.MyBroker):
+        class Plainer(my_broker.MyBroker):
+            capabilities = frozenset()  # no wake-ups: consumers poll
+
             def __init__(self, *, clock, **options):
                 if options:
                     pytest.skip(f"MyBroker has no {', '.join(options)} option")
                 super().__init__(clock=clock)
 
-        my_broker.MyBroker = NoKeepDone
+        my_broker.MyBroker = Plainer
         """
     )
     result = project.runpytest_subprocess("-rs", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=CONTRACT_TESTS - KEEP_DONE_TESTS, skipped=KEEP_DONE_TESTS)
-    result.stdout.fnmatch_lines(["*MyBroker has no keep_done option*"])
+    skipped = KEEP_DONE_TESTS + WAKE_UP_TESTS
+    result.assert_outcomes(passed=CONTRACT_TESTS - skipped, skipped=skipped)
+    result.stdout.fnmatch_lines(["*SKIPPED [[]4] *: MyBroker has no keep_done option"])
+    result.stdout.fnmatch_lines(["*SKIPPED [[]4] *: Plainer does not declare Capability.WAKE_UPS"])
