@@ -5,7 +5,7 @@ docs/concepts.md. It is deliberately small: retry policy, serialization and
 middleware live in core, once. Every method is thread-safe.
 
 Implementers can subclass :class:`BrokerBase` for the context-manager
-plumbing; the contract suite in ``tests/contract`` states the behaviour.
+plumbing; the contract suite in ``taskmaster_core.testing`` states the behaviour.
 
 Optional abilities are declared, never guessed from attribute names:
 
