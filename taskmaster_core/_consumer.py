@@ -28,29 +28,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import queue as _queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar, overload
+from typing import Any, Self
 
 import pluggy
 
 from ._broker import Broker, Subscription
-from ._consumer_settings import ConsumerSettings
+from ._consumer_settings import ConsumerSettings, Setting
 from ._errors import ConfigurationError, TaskmasterError
-from ._fetcher import Fetcher, max_pending
 from ._job import Job
-from ._lease_keeper import LeaseKeeper
-from ._ledger import Ledger
 from ._middleware import is_middleware_like
 from ._plugins import SerializerRegistry, plugin_middleware, resolve_plugin_manager
 from ._retry import RetryPolicy
-from ._runner import Runner, log_outcome
-from ._settler import Settler
-from ._types import ClaimedJob, Lease
-from ._workers import Workers
+from ._roles import Roles
+from ._runner import drain
 
 __all__ = ["Consumer", "Handler"]
 
@@ -64,25 +58,6 @@ _JOIN_SLICE = 0.05
 _IDLE_POLL = 0.02
 """How often ``wait_idle`` looks at the broker's counts."""
 
-T = TypeVar("T")
-
-
-class _Setting(Generic[T]):
-    """A read-only attribute of ``Consumer`` that reads its settings."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._field = name
-
-    @overload
-    def __get__(self, consumer: None, owner: type | None = None) -> Self: ...
-    @overload
-    def __get__(self, consumer: Consumer, owner: type | None = None) -> T: ...
-    def __get__(self, consumer: Consumer | None, owner: type | None = None) -> T | Self:
-        if consumer is None:
-            return self
-        value: T = getattr(consumer._settings, self._field)
-        return value
-
 
 class Consumer:
     """Runs ``handler`` for jobs of ``queues`` with ``concurrency`` worker threads.
@@ -93,20 +68,20 @@ class Consumer:
     whose payload does not fit fails with a clear error, the worker lives).
     """
 
-    broker = _Setting[Broker]()
-    queues = _Setting[tuple[str, ...]]()
-    handler = _Setting[Handler]()
-    concurrency = _Setting[int]()
-    context = _Setting[Any]()
-    payload_type = _Setting[Any]()
-    retry = _Setting[RetryPolicy]()
-    lease = _Setting[float]()
-    poll_interval = _Setting[float]()
-    prefetch = _Setting[int | None]()
+    broker = Setting[Broker]()
+    queues = Setting[tuple[str, ...]]()
+    handler = Setting[Handler]()
+    concurrency = Setting[int]()
+    context = Setting[Any]()
+    payload_type = Setting[Any]()
+    retry = Setting[RetryPolicy]()
+    lease = Setting[float]()
+    poll_interval = Setting[float]()
+    prefetch = Setting[int | None]()
     """Jobs held beyond the running ones; ``None``: adaptive (see ``_fetcher``)."""
-    flush_interval = _Setting[float]()
-    job_timeout = _Setting[float | None]()
-    name = _Setting[str]()
+    flush_interval = Setting[float]()
+    job_timeout = Setting[float | None]()
+    name = Setting[str]()
 
     def __init__(
         self,
@@ -151,52 +126,12 @@ class Consumer:
                 raise ConfigurationError(
                     f"{layer!r} is not middleware (it has no process or publish method)"
                 )
-        self._settings = s = settings
-        self._runner = Runner(
-            s.handler, layers, SerializerRegistry(pm), s.payload_type, s.context, s.retry
-        )
-        self._ledger = Ledger(max_pending(s.concurrency))
-        self._work: _queue.SimpleQueue[ClaimedJob | None] = _queue.SimpleQueue()
-        self._stopping = threading.Event()
-        self._fetcher = Fetcher(
-            s.name,
-            s.broker,
-            s.queues,
-            concurrency=s.concurrency,
-            prefetch=s.prefetch,
-            lease=s.lease,
-            poll_interval=s.poll_interval,
-            ledger=self._ledger,
-            work=self._work,
-            stopping=self._stopping,
-        )
-        self._workers = Workers(
-            s.name,
-            self._ledger,
-            self._runner,
-            self._fetcher,
-            self._work,
-            self._stopping,
-            self._spawn,
-        )
-        self._settler = Settler(
-            s.name,
-            s.broker,
-            self._ledger,
-            self._fetcher.wake,
-            flush_interval=s.flush_interval,
-            poll_interval=s.poll_interval,
-        )
-        self._lease_keeper = LeaseKeeper(
-            s.name,
-            s.broker,
-            self._ledger,
-            self._runner,
-            lease=s.lease,
-            job_timeout=s.job_timeout,
-            replace_worker=self._workers.add,
-            stopping=self._stopping,
-        )
+        self._settings = settings
+        roles = Roles(settings, layers, SerializerRegistry(pm), self._spawn)
+        self._runner, self._ledger, self._work = roles.runner, roles.ledger, roles.work
+        self._fetcher, self._workers = roles.fetcher, roles.workers
+        self._settler, self._lease_keeper = roles.settler, roles.lease_keeper
+        self._stopping = roles.stopping
         self._threads: dict[str, threading.Thread] = {}
         """The fetcher, settler and lease keeper by role (workers: ``_workers``)."""
         self._subscription: Subscription | None = None
@@ -379,25 +314,7 @@ class Consumer:
         is recorded, and the other claimed jobs are returned to the queue."""
         if self._started:
             raise TaskmasterError(f"{self.name} is running; drain() is for a stopped consumer")
-        broker = self.broker
-        ran = 0
-        while max_jobs is None or ran < max_jobs:
-            want = 50 if max_jobs is None else min(50, max_jobs - ran)
-            claimed = broker.claim(self.queues, want, self.lease)
-            if not claimed:
-                break
-            for index, job in enumerate(claimed):
-                settlement, error, level = self._runner.run(job)
-                if level:
-                    log_outcome(level, job, settlement, error)
-                broker.settle([settlement])
-                ran += 1
-                if raise_errors and error is not None:
-                    rest = claimed[index + 1 :]
-                    if rest:
-                        broker.release([Lease(j.id, j.token) for j in rest])
-                    raise error
-        return ran
+        return drain(self._runner, self.broker, self.queues, self.lease, raise_errors, max_jobs)
 
     # -- threads and supervision ---------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, Self, TypeVar, overload
 
 import pluggy
 
@@ -18,7 +18,9 @@ from ._job import Job
 from ._names import check_queue_name
 from ._retry import RetryPolicy
 
-__all__ = ["ConsumerSettings"]
+__all__ = ["ConsumerSettings", "Setting"]
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -77,3 +79,20 @@ class ConsumerSettings:
         }
         for field, value in normal.items():
             object.__setattr__(self, field, value)
+
+
+class Setting(Generic[T]):
+    """A read-only attribute of ``Consumer`` that reads its ``_settings``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._field = name
+
+    @overload
+    def __get__(self, consumer: None, owner: type | None = None) -> Self: ...
+    @overload
+    def __get__(self, consumer: Any, owner: type | None = None) -> T: ...
+    def __get__(self, consumer: Any | None, owner: type | None = None) -> T | Self:
+        if consumer is None:
+            return self
+        value: T = getattr(consumer._settings, self._field)
+        return value

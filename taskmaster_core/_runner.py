@@ -15,15 +15,16 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._broker import Broker
 from ._errors import TaskmasterError
 from ._job import Job
 from ._middleware import compose_process, describe_exception
 from ._outcomes import Ack, Reject, Retry
 from ._plugins import SerializerRegistry
 from ._retry import RetryPolicy
-from ._types import ClaimedJob, Settlement
+from ._types import ClaimedJob, Lease, Settlement
 
-__all__ = ["Runner", "log_outcome"]
+__all__ = ["Runner", "drain", "log_outcome"]
 
 logger = logging.getLogger("taskmaster.consumer")
 
@@ -151,3 +152,32 @@ def log_outcome(
         exc_info=exc_info,
         extra={**fields, "outcome": status},
     )
+
+
+def drain(
+    runner: Runner,
+    broker: Broker,
+    queues: Sequence[str],
+    lease: float,
+    raise_errors: bool,
+    max_jobs: int | None,
+) -> int:
+    """``Consumer.drain``: run ready jobs in the calling thread, one at a time."""
+    ran = 0
+    while max_jobs is None or ran < max_jobs:
+        want = 50 if max_jobs is None else min(50, max_jobs - ran)
+        claimed = broker.claim(queues, want, lease)
+        if not claimed:
+            break
+        for index, job in enumerate(claimed):
+            settlement, error, level = runner.run(job)
+            if level:
+                log_outcome(level, job, settlement, error)
+            broker.settle([settlement])
+            ran += 1
+            if raise_errors and error is not None:
+                rest = claimed[index + 1 :]
+                if rest:
+                    broker.release([Lease(j.id, j.token) for j in rest])
+                raise error
+    return ran
