@@ -29,7 +29,7 @@ from taskmaster_core import (
     check_new_jobs,
 )
 
-from ._store import Queue, Record, Store, info, ready_head
+from ._store import Record, Store, info
 
 __all__ = ["MemoryBroker"]
 
@@ -126,52 +126,8 @@ class MemoryBroker(BrokerBase):
         self._check_open()
         if limit <= 0:
             return []
-        claimed: list[ClaimedJob] = []
         with self._lock:
-            now = self._clock()
-            heads: list[Queue] = []
-            for name in dict.fromkeys(queues):
-                queue = self._store.queues.get(name)
-                if queue is None:
-                    continue
-                self._store.reclaim(queue, now)
-                self._store.promote(queue, now)
-                if queue.ready:
-                    heads.append(queue)
-            lease_until = now + lease
-            jobs = self._store.jobs
-            while heads and len(claimed) < limit:
-                queue = heads[0] if len(heads) == 1 else min(heads, key=ready_head)
-                _, _, job_id, version = heapq.heappop(queue.ready)
-                if not queue.ready:
-                    heads.remove(queue)
-                record = jobs.get(job_id)
-                if record is None or record.version != version:
-                    continue  # stale entry
-                token = next(self._store.tokens)
-                record.state = _RUNNING
-                record.attempts += 1
-                record.lease_until = lease_until
-                record.token = token
-                record.updated_at = now
-                record.version += 1
-                heapq.heappush(queue.leased, (lease_until, job_id, record.version))
-                claimed.append(
-                    ClaimedJob(
-                        id=job_id,
-                        queue=record.queue,
-                        payload=record.payload,
-                        serializer=record.serializer,
-                        priority=record.priority,
-                        attempt=record.attempts,
-                        max_attempts=record.max_attempts,
-                        run_at=record.run_at,
-                        created_at=record.created_at,
-                        headers=dict(record.headers) if record.headers else None,
-                        token=token,
-                    )
-                )
-        return claimed
+            return self._store.claim(queues, limit, self._clock(), lease)
 
     # -- outcomes ----------------------------------------------------------
 
@@ -307,30 +263,8 @@ class MemoryBroker(BrokerBase):
 
     def stats(self, queues: Collection[str] | None = None) -> list[QueueStats]:
         self._check_open()
-        wanted = set(queues) if queues is not None else None
-        counts: dict[str, dict[str, Any]] = {}
-        if wanted is not None:
-            for name in wanted:
-                counts[name] = {}
         with self._lock:
-            now = self._clock()
-            for record in self._store.jobs.values():
-                if wanted is not None and record.queue not in wanted:
-                    continue
-                entry = counts.setdefault(record.queue, {})
-                if record.state is _QUEUED:
-                    if record.run_at <= now:
-                        key = "ready"
-                        oldest = entry.get("oldest_ready_age")
-                        age = now - record.run_at
-                        if oldest is None or age > oldest:
-                            entry["oldest_ready_age"] = age
-                    else:
-                        key = "scheduled"
-                else:
-                    key = record.state.value
-                entry[key] = entry.get(key, 0) + 1
-        return [QueueStats(queue=name, **counts[name]) for name in sorted(counts)]
+            return self._store.stats(queues, self._clock())
 
     def jobs(
         self,

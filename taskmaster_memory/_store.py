@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from taskmaster_core import JobInfo, JobState, NewJob
+from taskmaster_core import ClaimedJob, JobInfo, JobState, NewJob, QueueStats
 
 __all__ = ["FINISHED", "Queue", "Record", "Store", "dt", "info", "ready_head"]
 
@@ -166,6 +167,78 @@ class Store:
             for r in candidates
             if (queue is None or r.queue == queue) and (wanted is None or r.state in wanted)
         ]
+
+    def claim(
+        self, queues: Sequence[str], limit: int, now: float, lease: float
+    ) -> list[ClaimedJob]:
+        """The best ``limit`` ready jobs of ``queues`` (expired leases reclaimed
+        first), now running under fresh tokens."""
+        claimed: list[ClaimedJob] = []
+        heads: list[Queue] = []
+        for name in dict.fromkeys(queues):
+            queue = self.queues.get(name)
+            if queue is None:
+                continue
+            self.reclaim(queue, now)
+            self.promote(queue, now)
+            if queue.ready:
+                heads.append(queue)
+        lease_until = now + lease
+        jobs = self.jobs
+        while heads and len(claimed) < limit:
+            queue = heads[0] if len(heads) == 1 else min(heads, key=ready_head)
+            _, _, job_id, version = heapq.heappop(queue.ready)
+            if not queue.ready:
+                heads.remove(queue)
+            record = jobs.get(job_id)
+            if record is None or record.version != version:
+                continue  # stale entry
+            token = next(self.tokens)
+            record.state = _RUNNING
+            record.attempts += 1
+            record.lease_until = lease_until
+            record.token = token
+            record.updated_at = now
+            record.version += 1
+            heapq.heappush(queue.leased, (lease_until, job_id, record.version))
+            claimed.append(
+                ClaimedJob(
+                    id=job_id,
+                    queue=record.queue,
+                    payload=record.payload,
+                    serializer=record.serializer,
+                    priority=record.priority,
+                    attempt=record.attempts,
+                    max_attempts=record.max_attempts,
+                    run_at=record.run_at,
+                    created_at=record.created_at,
+                    headers=dict(record.headers) if record.headers else None,
+                    token=token,
+                )
+            )
+        return claimed
+
+    def stats(self, queues: Collection[str] | None, now: float) -> list[QueueStats]:
+        """Counts per queue and state (named queues present even when empty)."""
+        wanted = set(queues) if queues is not None else None
+        counts: dict[str, dict[str, Any]] = {name: {} for name in wanted or ()}
+        for record in self.jobs.values():
+            if wanted is not None and record.queue not in wanted:
+                continue
+            entry = counts.setdefault(record.queue, {})
+            if record.state is _QUEUED:
+                if record.run_at <= now:
+                    key = "ready"
+                    oldest = entry.get("oldest_ready_age")
+                    age = now - record.run_at
+                    if oldest is None or age > oldest:
+                        entry["oldest_ready_age"] = age
+                else:
+                    key = "scheduled"
+            else:
+                key = record.state.value
+            entry[key] = entry.get(key, 0) + 1
+        return [QueueStats(queue=name, **counts[name]) for name in sorted(counts)]
 
 
 def ready_head(queue: Queue) -> tuple[int, float, int, int]:

@@ -11,15 +11,11 @@ once somebody subscribes. Connections and their error translation are in
 
 from __future__ import annotations
 
-import itertools
-import os
 import threading
-import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from taskmaster_core import (
     BrokerBase,
@@ -38,19 +34,19 @@ from taskmaster_core import (
 )
 
 from . import _schema
+from ._claims import Claims
 from ._connections import Connections
-from ._dsn import check_options, describe_dsn, dsn_connect_timeout
-from ._errors import one_line, translated
+from ._dsn import describe_dsn
+from ._errors import translated
 from ._listener import Listener, NullSubscription
 from ._names import TableNames
-from ._put import put_on, text
-from ._rows import claimed_job_row, job_info_row, queue_stats_row
-from ._sql import RECLAIM_BATCH, Statements
+from ._put import put_on
+from ._rows import job_info_row, queue_stats_row
+from ._sql import Statements
 
 __all__ = ["PostgresBroker"]
 
 _SETTLE_KINDS = frozenset({"ack", "fail", "retry"})
-_broker_numbers = itertools.count(1)
 
 
 class PostgresBroker(BrokerBase):
@@ -92,60 +88,28 @@ class PostgresBroker(BrokerBase):
         reclaim_interval: float = 1.0,
         async_commit: bool = True,
     ) -> None:
-        if not isinstance(dsn, str) or not dsn:
-            raise ConfigurationError(f"dsn must be a non-empty string, got {dsn!r}")
-        try:
-            params = conninfo_to_dict(dsn)
-        except psycopg.Error as exc:
-            raise ConfigurationError(f"invalid PostgreSQL DSN: {one_line(exc)}") from None
-        check_options(params)
-        if connect_timeout is None:
-            connect_timeout = dsn_connect_timeout(
-                params.get("connect_timeout") or os.environ.get("PGCONNECT_TIMEOUT")
-            )
-        if not 0 < pool_min_size <= pool_max_size:
-            raise ConfigurationError(
-                f"need 0 < pool_min_size <= pool_max_size, got {pool_min_size}, {pool_max_size}"
-            )
-        if statement_timeout is not None and statement_timeout <= 0:
-            raise ConfigurationError("statement_timeout must be positive or None")
-        if connect_timeout <= 0:
-            raise ConfigurationError("connect_timeout must be positive")
+        self._connections = Connections(
+            dsn,
+            pool_min_size=pool_min_size,
+            pool_max_size=pool_max_size,
+            statement_timeout=statement_timeout,
+            connect_timeout=connect_timeout,
+            application_name=application_name,
+            prepare_threshold=prepare_threshold,
+        )
         self._dsn = dsn
+        self.application_name = self._connections.application_name
         self.names = TableNames(schema, table)
         self.keep_done = keep_done
         self.listen = listen
         self._max_backoff = max_reconnect_backoff
-        self._connect_timeout = connect_timeout
-        self.application_name = (
-            application_name
-            or params.get("application_name")
-            or os.environ.get("PGAPPNAME")
-            or f"taskmaster/{os.getpid()}/{next(_broker_numbers)}"
-        )
-        self._connect_kwargs: dict[str, Any] = {
-            "application_name": self.application_name,
-            "connect_timeout": max(1, round(connect_timeout)),
-        }
         if reclaim_interval < 0:
             raise ConfigurationError("reclaim_interval must be >= 0 seconds")
         self.reclaim_interval = reclaim_interval
         self.async_commit = async_commit
-        # When each set of queues (as claimed together) is next swept: per set,
-        # because a sweep covers only the queues of the claim that makes it.
-        self._next_reclaim: dict[tuple[str, ...], float] = {}
         self._sql = Statements(self.names, keep_done=keep_done, async_commit=async_commit)
+        self._claims = Claims(self._sql, self._connections, reclaim_interval=reclaim_interval)
         self._lock = threading.Lock()
-        self._connections = Connections(
-            dsn,
-            connect_kwargs=self._connect_kwargs,
-            min_size=pool_min_size,
-            max_size=pool_max_size,
-            statement_timeout=statement_timeout,
-            connect_timeout=connect_timeout,
-            prepare_threshold=prepare_threshold,
-            name=f"taskmaster-{self.application_name}",
-        )
         self._listener: Listener | None = None
         self.capabilities = frozenset(
             {Capability.TRANSACTIONAL_PUT, *([Capability.WAKE_UPS] if listen else [])}
@@ -166,8 +130,8 @@ class PostgresBroker(BrokerBase):
                 self._listener = Listener(
                     self._dsn,
                     self.names.channel,
-                    connect_kwargs=self._connect_kwargs,
-                    ready_timeout=self._connect_timeout,
+                    connect_kwargs=self._connections.connect_kwargs,
+                    ready_timeout=self._connections.connect_timeout,
                     max_backoff=self._max_backoff,
                     describe=lambda: self._connections.where,
                 )
@@ -227,75 +191,16 @@ class PostgresBroker(BrokerBase):
     # -- claiming and settling --------------------------------------------------
 
     def claim(self, queues: Sequence[str], limit: int, lease: float) -> list[ClaimedJob]:
-        if limit <= 0 or not queues:
-            self._connections.require_open("claim")
-            return []
-        queue_list = list(dict.fromkeys(queues))  # the claim statement needs them distinct
-        params = {"queues": queue_list, "limit": limit, "lease": float(lease)}
-        now = time.monotonic()
-        sweep_key = tuple(queue_list)
-        reclaim = now >= self._next_reclaim.get(sweep_key, 0.0)
-        if reclaim:
-            self._next_reclaim[sweep_key] = now + self.reclaim_interval
-        with self._connections.connection("claim") as conn:
-            # One round trip: [reclaim expired leases, then] claim. The claim
-            # statement's snapshot is taken after the reclaim ran, so jobs put
-            # back to 'queued' are claimable by this very call.
-            if reclaim:
-                with conn.pipeline():
-                    swept = conn.execute(self._sql.reclaim, {"queues": queue_list})
-                    cur = conn.cursor(row_factory=claimed_job_row).execute(self._sql.claim, params)
-            else:
-                swept = None
-                cur = conn.cursor(row_factory=claimed_job_row).execute(self._sql.claim, params)
-            if swept is not None:
-                found = swept.fetchone()
-                if found is not None and found[0] >= RECLAIM_BATCH:
-                    # more may be waiting: sweep again on the next claim
-                    self._next_reclaim.pop(sweep_key, None)
-            return cur.fetchall()
+        return self._claims.claim(queues, limit, lease)
 
     def settle(self, settlements: Sequence[Settlement]) -> list[int]:
-        if not settlements:
-            self._require_open("settle")
-            return []
-        for s in settlements:
-            if s.kind not in _SETTLE_KINDS:
-                raise ConfigurationError(f"unknown settlement kind {s.kind!r}")
-        params = {
-            "ids": [s.id for s in settlements],
-            "tokens": [s.token for s in settlements],
-            "kinds": [s.kind for s in settlements],
-            "errors": [text(s.error) for s in settlements],
-            "delays": [float(s.delay) for s in settlements],
-        }
-        with self._connections.connection("settle") as conn:
-            # Planned per call: a cached generic plan does not know the batch size
-            # and may join the batch by a nested loop (quadratic in it).
-            row = conn.execute(self._sql.settle, params, prepare=False).fetchone()
-        return list(row[0]) if row is not None else []
+        return self._claims.settle(settlements)
 
     def extend(self, leases: Sequence[Lease], lease: float) -> list[int]:
-        if not leases:
-            self._require_open("extend")
-            return []
-        params = {
-            "ids": [x.id for x in leases],
-            "tokens": [x.token for x in leases],
-            "lease": float(lease),
-        }
-        with self._connections.connection("extend") as conn:
-            row = conn.execute(self._sql.extend, params, prepare=False).fetchone()
-        return list(row[0]) if row is not None else []
+        return self._claims.extend(leases, lease)
 
     def release(self, leases: Sequence[Lease]) -> int:
-        if not leases:
-            self._require_open("release")
-            return 0
-        params = {"ids": [x.id for x in leases], "tokens": [x.token for x in leases]}
-        with self._connections.connection("release") as conn:
-            row = conn.execute(self._sql.release, params, prepare=False).fetchone()
-        return int(row[0]) if row is not None else 0
+        return self._claims.release(leases)
 
     def _require_open(self, action: str) -> None:
         self._connections.require_open(action)

@@ -10,7 +10,9 @@ its ``BrokerError`` subclass (see ``_errors``).
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -19,41 +21,70 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
+from psycopg.conninfo import conninfo_to_dict
 
-from taskmaster_core import BrokerClosedError, BrokerUnavailableError
+from taskmaster_core import BrokerClosedError, BrokerUnavailableError, ConfigurationError
 
-from ._dsn import describe_dsn
+from ._dsn import check_options, describe_dsn, dsn_connect_timeout
 from ._errors import one_line, translate, translated
 
 __all__ = ["Connections"]
 
+_broker_numbers = itertools.count(1)
+
 
 class Connections:
-    """The pool of one broker, opened and closed with it. ``connect_kwargs``
-    go to every connection (the pool's and the first one)."""
+    """The pool of one broker, opened and closed with it. The constructor
+    checks the settings (no I/O); see ``PostgresBroker`` for their meaning."""
 
     def __init__(
         self,
         dsn: str,
         *,
-        connect_kwargs: dict[str, Any],
-        min_size: int,
-        max_size: int,
+        pool_min_size: int,
+        pool_max_size: int,
         statement_timeout: float | None,
-        connect_timeout: float,
+        connect_timeout: float | None,
+        application_name: str | None,
         prepare_threshold: int | None,
-        name: str,
     ) -> None:
+        if not isinstance(dsn, str) or not dsn:
+            raise ConfigurationError(f"dsn must be a non-empty string, got {dsn!r}")
+        try:
+            params = conninfo_to_dict(dsn)
+        except psycopg.Error as exc:
+            raise ConfigurationError(f"invalid PostgreSQL DSN: {one_line(exc)}") from None
+        check_options(params)
+        if connect_timeout is None:
+            connect_timeout = dsn_connect_timeout(
+                params.get("connect_timeout") or os.environ.get("PGCONNECT_TIMEOUT")
+            )
+        if not 0 < pool_min_size <= pool_max_size:
+            raise ConfigurationError(
+                f"need 0 < pool_min_size <= pool_max_size, got {pool_min_size}, {pool_max_size}"
+            )
+        if statement_timeout is not None and statement_timeout <= 0:
+            raise ConfigurationError("statement_timeout must be positive or None")
+        if connect_timeout <= 0:
+            raise ConfigurationError("connect_timeout must be positive")
         self._dsn = dsn
         self.where = describe_dsn(dsn)
         """``user@host:port/dbname`` for messages (never the password)."""
-        self._connect_kwargs = connect_kwargs
-        self._min_size = min_size
-        self._max_size = max_size
+        self.connect_timeout = connect_timeout
+        self.application_name = str(
+            application_name
+            or params.get("application_name")
+            or os.environ.get("PGAPPNAME")
+            or f"taskmaster/{os.getpid()}/{next(_broker_numbers)}"
+        )
+        self.connect_kwargs: dict[str, Any] = {
+            "application_name": self.application_name,
+            "connect_timeout": max(1, round(connect_timeout)),
+        }
+        self._min_size = pool_min_size
+        self._max_size = pool_max_size
         self._statement_timeout = statement_timeout
-        self._connect_timeout = connect_timeout
         self._prepare_threshold = prepare_threshold
-        self._name = name
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
         self._put_lock = threading.Lock()
         self._put_conn: psycopg.Connection[Any] | None = None
@@ -77,22 +108,22 @@ class Connections:
             min_size=self._min_size,
             max_size=self._max_size,
             kwargs={
-                **self._connect_kwargs,
+                **self.connect_kwargs,
                 "autocommit": True,
                 "prepare_threshold": self._prepare_threshold,
             },
             configure=self._configure,
             open=False,
-            name=self._name,
+            name=f"taskmaster-{self.application_name}",
         )
         try:
-            pool.open(wait=True, timeout=self._connect_timeout)
+            pool.open(wait=True, timeout=self.connect_timeout)
         except psycopg_pool.PoolTimeout as exc:
             pool.close()
-            reason = f"no connection within {self._connect_timeout:g}s"
+            reason = f"no connection within {self.connect_timeout:g}s"
             message = (
                 f"could not connect to PostgreSQL at {self.where} within "
-                f"{self._connect_timeout:g}s (see the log for the driver's error)"
+                f"{self.connect_timeout:g}s (see the log for the driver's error)"
             )
             raise translate(exc, message, where=self.where, reason=reason) from exc
         self._pool = pool
@@ -101,11 +132,11 @@ class Connections:
         """Connect once, directly, retrying for up to ``connect_timeout`` while
         the server is unavailable (unreachable or starting up), but not when
         it turns us away for good (no such database, wrong password)."""
-        deadline = time.monotonic() + self._connect_timeout
+        deadline = time.monotonic() + self.connect_timeout
         pause = 0.05
         while True:
             remaining = deadline - time.monotonic()
-            kwargs = {**self._connect_kwargs, "connect_timeout": max(1, math.ceil(remaining))}
+            kwargs = {**self.connect_kwargs, "connect_timeout": max(1, math.ceil(remaining))}
             try:
                 psycopg.connect(self._dsn, **kwargs).close()
                 return
@@ -147,7 +178,7 @@ class Connections:
         pool = self._pool
         if pool is None:
             raise BrokerClosedError(f"{action}: the broker is not open")
-        with translated(action, self.where), pool.connection(timeout=self._connect_timeout) as conn:
+        with translated(action, self.where), pool.connection(timeout=self.connect_timeout) as conn:
             yield conn
 
     @contextmanager
@@ -189,9 +220,9 @@ class Connections:
         if kept is not None:
             return kept
         try:
-            kept = self._put_conn = pool.getconn(timeout=self._connect_timeout)
+            kept = self._put_conn = pool.getconn(timeout=self.connect_timeout)
         except psycopg_pool.PoolTimeout as exc:
-            reason = f"no connection within {self._connect_timeout:g}s"
+            reason = f"no connection within {self.connect_timeout:g}s"
             message = f"put failed on {self.where}: {reason}"
             raise translate(exc, message, where=self.where, reason=reason) from exc
         return kept

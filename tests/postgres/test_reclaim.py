@@ -25,7 +25,7 @@ def test_a_claim_sweeps_expired_leases_at_most_every_reclaim_interval(
     harness.advance(11)
     assert broker.claim(["q"], 1, 10) == []  # expired, but not swept again yet
     assert broker.jobs(ids=[job_id])[0].state is JobState.RUNNING
-    broker._next_reclaim.clear()  # the interval has passed
+    broker._claims.next_reclaim.clear()  # the interval has passed
     (again,) = broker.claim(["q"], 1, 10)
     assert (again.id, again.attempt) == (job_id, 2)
 
@@ -40,7 +40,7 @@ def test_a_full_sweep_sweeps_again_on_the_next_claim(
     assert len(broker.claim(["q"], 500, 10)) == 500
     assert len(broker.claim(["q"], 500, 10)) == 500
     harness.advance(11)
-    broker._next_reclaim.clear()
+    broker._claims.next_reclaim.clear()
     assert len(broker.claim(["q"], 500, 10)) == 500  # sweeps 1,000 of the 1,500 expired
     assert len(broker.claim(["q"], 500, 10)) == 500  # a full sweep: sweeps again
     assert len(broker.claim(["q"], 500, 10)) == 500
