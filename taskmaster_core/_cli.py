@@ -31,7 +31,14 @@ from ._cli_args import (
     timestamp,
     usage_line,
 )
-from ._errors import BrokerError, ConfigurationError, SchemaMissingError, TaskmasterError
+from ._errors import (
+    BrokerError,
+    ConfigurationError,
+    PayloadTooLargeError,
+    SchemaMissingError,
+    SerializationError,
+    TaskmasterError,
+)
 from ._logging import configure_logging
 from ._plugins import enable_plugins, open_broker
 from ._types import JobState
@@ -243,8 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokerError as exc:  # opening failed (a BrokerConfigurationError too)
         _error(exc)
         return EXIT_FAILED
-    except ConfigurationError as exc:
-        _error(exc)
+    except (ConfigurationError, SerializationError, PayloadTooLargeError) as exc:
+        _error(exc)  # the input was refused: nothing was stored
         return EXIT_USAGE
     except TaskmasterError as exc:  # the operation failed
         _error(exc)

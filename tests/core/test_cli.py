@@ -254,3 +254,20 @@ def test_failed_json_holds_any_stored_payload() -> None:
         assert fields["payload"] == expected, (stored, fields)
         assert ("payload_error" in fields) == (expected is None), fields
         assert fields["payload_base64"] == base64.b64encode(stored).decode()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["put", "q", '{"a": NaN}'], "json cannot carry payload['a'] (float nan)"),
+        (["put", "q", '{"a": 1e400}'], "json cannot carry payload['a'] (float inf)"),
+    ],
+)
+def test_a_payload_the_serializer_refuses_is_a_usage_error(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused input exits 2 like every other refused input; 1 is for a
+    broker that failed."""
+    assert main(["--url", "memory://", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
