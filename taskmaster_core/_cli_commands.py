@@ -161,7 +161,7 @@ def cmd_failed(args: argparse.Namespace, broker: Broker) -> int:
                 j.queue,
                 f"{j.attempts}/{j.max_attempts}",
                 j.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
-                error[:80],
+                error if len(error) <= 80 else error[:79] + "…",
             ]
         )
     _print_table(table)

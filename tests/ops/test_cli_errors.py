@@ -9,12 +9,14 @@ is not a thing of its own, it exists while it has jobs, so ``requeue --queue``,
 
 from __future__ import annotations
 
+import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from taskmaster_core import NewJob, Settlement
 from taskmaster_postgres import PostgresBroker
 from taskmaster_postgres._dsn import describe_dsn
 
@@ -175,3 +177,19 @@ def test_migrate_dry_run_prints_the_sql_and_changes_nothing(
     assert ok(cli_dsn, "migrate", "--dry-run").strip() == (
         "-- the schema is up to date: migrate would change nothing"
     )
+
+
+def test_failed_shows_a_long_error_cut_with_an_ellipsis_and_json_whole(
+    cli_dsn: str, broker: PostgresBroker
+) -> None:
+    """The table cuts the first line of a long error visibly; --json keeps it."""
+    broker.migrate()
+    long_error = "ValueError: " + "x" * 200
+    (job_id,) = broker.put([NewJob(queue="q", payload=b"{}", serializer="json")])
+    (claimed,) = broker.claim(["q"], 1, 30.0)
+    broker.settle([Settlement(id=claimed.id, token=claimed.token, kind="fail", error=long_error)])
+    (row,) = [line for line in ok(cli_dsn, "failed").splitlines() if line.startswith(str(job_id))]
+    shown = row.split("  ")[-1]
+    assert shown.endswith("…") and len(shown) == 80 and long_error.startswith(shown[:-1])
+    (listed,) = json.loads(ok(cli_dsn, "failed", "--json"))
+    assert listed["last_error"] == long_error
