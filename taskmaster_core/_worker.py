@@ -37,6 +37,7 @@ from ._broker import Broker
 from ._consumer import Consumer
 from ._errors import ConfigurationError
 from ._job import Job
+from ._outcomes import Ack, Reject, Retry
 
 __all__ = ["EXIT_CONSUMER_DIED", "EXIT_HANDLERS_ABANDONED", "load_app", "run_worker"]
 
@@ -75,6 +76,11 @@ def load_app(
         found = _call_factory(target, spec, broker_factory)
     else:
         raise ConfigurationError(f"{_APP_MUST_BE}{spec} is a {type(target).__name__}")
+    if isinstance(found, Ack | Reject | Retry):
+        raise ConfigurationError(
+            f"{_APP_MUST_BE}{spec} looks like a handler (called with the broker, it returned "
+            f"{found!r}, a job's outcome)"
+        )
     if isinstance(found, Consumer):
         consumers = [found]
     elif isinstance(found, list | tuple):

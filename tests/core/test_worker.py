@@ -150,6 +150,10 @@ APP_MUST_BE = (
             "looks like a handler (called with the broker, it read the broker's .payload,"
             " an attribute of a job)",
         ),
+        (
+            "handler_touching_no_job_attribute",
+            "looks like a handler (called with the broker, it returned ACK, a job's outcome)",
+        ),
     ],
 )
 def test_a_handler_given_as_app_is_refused_with_what_app_must_be(

@@ -76,6 +76,12 @@ def unannotated_handler(job):  # type: ignore[no-untyped-def]  # a handler writt
     return _record(f"unannotated_handler {email}", job)
 
 
+def handler_touching_no_job_attribute(msg):  # type: ignore[no-untyped-def]  # no hints
+    """A handler whose first act reads nothing of the job: called with the
+    broker, it returns an outcome."""
+    return ACK
+
+
 def failing_factory(broker: Broker) -> list[Consumer]:
     """A factory that fails on its own: its error must reach the user as it is."""
     raise RuntimeError("QUEUES_APP_SMTP_HOST is not set")
