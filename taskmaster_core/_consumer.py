@@ -218,8 +218,7 @@ class Consumer:
             already = self._stopping.is_set()
             self._stopping.set()
         if already:
-            self._stopped.wait(timeout)
-            return self._clean
+            return self._stopped.wait(timeout) and self._clean
         self._spawned.wait()
         deadline = None if timeout is None else time.monotonic() + timeout
         self._fetcher.wake.set()
@@ -237,6 +236,9 @@ class Consumer:
         busy = [w.name for w in workers if w.is_alive()]
         self._fetcher.return_unstarted()  # anything a worker left behind as it stopped
         self._lease_keeper.stop()
+        keeper = self._threads.get("lease-keeper")
+        if keeper is not None:  # a heartbeat in flight must not outlive stop()
+            keeper.join(_remaining(deadline, minimum=1.0))
         self._ledger.close()
         if settler is not None:
             settler.join(_remaining(deadline, minimum=1.0))
@@ -266,6 +268,8 @@ class Consumer:
             raise TaskmasterError(f"{self.name} stopped: one of its threads died") from self._error
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Wait until a stop (``stop()``, or the consumer's own after a thread
+        died) has finished; return whether it had within ``timeout``."""
         return self._stopped.wait(timeout)
 
     def wait_idle(self, timeout: float | None = 10.0, *, scheduled: bool = False) -> bool:

@@ -96,3 +96,9 @@ class Setting(Generic[T]):
             return self
         value: T = getattr(consumer._settings, self._field)
         return value
+
+    def __set__(self, consumer: Any, value: T) -> None:
+        raise AttributeError(
+            f"{self._field} is read-only; use replace({self._field}=...) for a consumer "
+            "with another value"
+        )

@@ -104,14 +104,23 @@ class Ledger:
             held = self._held
             for lease in leases:
                 entry = held.get(lease.id)
-                if entry is not None:
+                if entry is not None and entry[0].token == lease.token:  # not a newer claim
                     held[lease.id] = (entry[0], 0.0 if lease.id in lost else deadline)
 
     # -- workers -----------------------------------------------------------------
 
-    def add_slot(self, slot: Slot) -> None:
+    def add_slot(
+        self, slot: Slot, start: Callable[[], threading.Thread], stopping: threading.Event
+    ) -> bool:
+        """Start ``slot``'s thread and register it, unless ``stopping`` is set.
+        Atomic with :meth:`slots`: a stop that sets ``stopping`` and then
+        counts the slots counts every worker that will ever run."""
         with self._lock:
+            if stopping.is_set():
+                return False
+            slot.thread = start()
             self._slots.append(slot)
+            return True
 
     def slots(self) -> list[Slot]:
         with self._lock:
@@ -181,6 +190,11 @@ class Ledger:
         with self._lock:
             self.processed += count
             return self._throttled
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (one bool read: no lock needed)."""
+        return self._closed
 
     def close(self) -> None:
         """No more outcomes will come: the settler flushes what is left and ends."""

@@ -56,9 +56,12 @@ class Settler:
         failures = 0
         batch: list[Settlement] = []
         while True:
-            closed = ledger.wait_for_outcomes()
-            if self._flush_interval and not closed:
-                time.sleep(self._flush_interval)
+            if batch:  # a batch that failed: retry it now that the backoff passed
+                closed = ledger.closed
+            else:
+                closed = ledger.wait_for_outcomes()
+                if self._flush_interval and not closed:
+                    time.sleep(self._flush_interval)
             batch.extend(ledger.take_outcomes())
             if batch:
                 try:

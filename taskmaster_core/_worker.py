@@ -45,6 +45,8 @@ logger = logging.getLogger("taskmaster.worker")
 
 EXIT_HANDLERS_ABANDONED = 3
 EXIT_CONSUMER_DIED = 4
+_FLUSH_GRACE = 5.0
+"""Seconds a consumer's own stop may take to flush once hurried."""
 
 
 def load_app(
@@ -243,6 +245,12 @@ def run_worker(
             while thread.is_alive():
                 thread.join(0.1)  # short slices, so a second signal is handled promptly
         clean = all(results)
+        for consumer in consumers:
+            # A consumer that died stopped itself, on its own timeout: do not
+            # close its broker under a stop still flushing its outcomes.
+            if not consumer.wait_stopped(0):
+                consumer.hurry()
+                consumer.wait_stopped(_FLUSH_GRACE)
         died = [c.name for c in consumers if not c.healthy]
         if died:
             logger.error("worker stopped because consumer(s) died: %s", ", ".join(died))

@@ -10,6 +10,7 @@ watchdog (``_lease_keeper``) abandons a stuck worker and asks for a new one
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue as _queue
 import threading
@@ -49,14 +50,20 @@ class Workers:
         self._work = work
         self._stopping = stopping
         self._spawn = spawn
-        self._count = 0
+        self._numbers = itertools.count(1)
 
     def add(self) -> None:
-        """Start one more worker thread (at start, and to replace a stuck one)."""
+        """Start one more worker thread (at start, and to replace a stuck one),
+        unless the consumer is stopping: ``stop()`` sends one stop sentinel
+        per worker it counted, and a worker started after that count would
+        take another's sentinel."""
         slot = Slot()
-        self._count += 1
-        slot.thread = self._spawn(f"worker-{self._count}", lambda: self.loop(slot))
-        self._ledger.add_slot(slot)
+        number = next(self._numbers)
+        self._ledger.add_slot(
+            slot,
+            lambda: self._spawn(f"worker-{number}", lambda: self.loop(slot)),
+            self._stopping,
+        )
 
     def threads(self) -> list[threading.Thread]:
         """The worker threads not abandoned by the watchdog."""
