@@ -39,12 +39,14 @@ import pluggy
 from ._broker import Broker, Subscription
 from ._consumer_settings import ConsumerSettings, Setting
 from ._errors import ConfigurationError, TaskmasterError
+from ._idle import wait_idle
 from ._job import Job
 from ._middleware import is_middleware_like
 from ._plugins import SerializerRegistry, plugin_middleware, resolve_plugin_manager
 from ._retry import RetryPolicy
 from ._roles import Roles
 from ._runner import drain
+from ._supervisor import Supervisor
 
 __all__ = ["Consumer", "Handler"]
 
@@ -55,8 +57,6 @@ Handler = Callable[[Job], Any]
 
 _JOIN_SLICE = 0.05
 """How often a stopping consumer checks for ``hurry()`` while it waits."""
-_IDLE_POLL = 0.02
-"""How often ``wait_idle`` looks at the broker's counts."""
 
 
 class Consumer:
@@ -127,17 +127,19 @@ class Consumer:
                     f"{layer!r} is not middleware (it has no process or publish method)"
                 )
         self._settings = settings
-        roles = Roles(settings, layers, SerializerRegistry(pm), self._spawn)
+        self._stopping = threading.Event()
+        self._supervisor = Supervisor(settings.name, self._stopping, self.stop)
+        roles = Roles(
+            settings, layers, SerializerRegistry(pm), self._stopping, self._supervisor.spawn
+        )
         self._runner, self._ledger, self._work = roles.runner, roles.ledger, roles.work
         self._fetcher, self._workers = roles.fetcher, roles.workers
         self._settler, self._lease_keeper = roles.settler, roles.lease_keeper
-        self._stopping = roles.stopping
         self._threads: dict[str, threading.Thread] = {}
         """The fetcher, settler and lease keeper by role (workers: ``_workers``)."""
         self._subscription: Subscription | None = None
         self._lock = threading.Lock()  # guards the lifecycle fields below
         self._started = False
-        self._error: BaseException | None = None
         self._spawned = threading.Event()
         self._stopped = threading.Event()
         self._hurry = threading.Event()
@@ -176,12 +178,12 @@ class Consumer:
     def healthy(self) -> bool:
         """``False`` once one of the consumer's threads died of an exception
         (see ``error``); the consumer then stops on its own."""
-        return self._error is None
+        return self._supervisor.error is None
 
     @property
     def error(self) -> BaseException | None:
         """The exception that killed one of the consumer's threads, if any."""
-        return self._error
+        return self._supervisor.error
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -198,7 +200,7 @@ class Consumer:
                 ("settler", self._settler.run),
                 ("lease-keeper", self._lease_keeper.run),
             ):
-                self._threads[role] = self._spawn(role, target)
+                self._threads[role] = self._supervisor.spawn(role, target)
             for _ in range(self.concurrency):
                 self._workers.add()
         finally:
@@ -264,8 +266,8 @@ class Consumer:
         if not self._started:
             self.start()
         self._stopped.wait()
-        if self._error is not None:
-            raise TaskmasterError(f"{self.name} stopped: one of its threads died") from self._error
+        if self.error is not None:
+            raise TaskmasterError(f"{self.name} stopped: one of its threads died") from self.error
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         """Wait until a stop (``stop()``, or the consumer's own after a thread
@@ -278,23 +280,15 @@ class Consumer:
         ``True`` then, ``False`` if ``timeout`` seconds pass first, or the
         consumer stopped or died meanwhile. Scheduled jobs (``run_at`` in the
         future, retries waiting out their delay among them) do not count
-        unless ``scheduled`` is true. It polls ``broker.stats()``: for tests
-        and scripts, not for a hot path."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self._stopped.is_set() or self._error is not None:
-                return False
-            if self._queues_idle(scheduled) and self._ledger.idle():
-                return True
-            remaining = _remaining(deadline)
-            if remaining is not None and remaining <= 0:
-                return False
-            time.sleep(_IDLE_POLL if remaining is None else min(_IDLE_POLL, remaining))
-
-    def _queues_idle(self, scheduled: bool) -> bool:
-        return not any(
-            s.ready or s.running or (scheduled and s.scheduled)
-            for s in self.broker.stats(self.queues)
+        unless ``scheduled`` is true. It polls ``broker.stats()`` (see
+        ``_idle``): for tests and scripts, not for a hot path."""
+        return wait_idle(
+            self.broker,
+            self.queues,
+            self._ledger,
+            lambda: self._stopped.is_set() or self.error is not None,
+            timeout,
+            scheduled,
         )
 
     def __enter__(self) -> Self:
@@ -320,33 +314,7 @@ class Consumer:
             raise TaskmasterError(f"{self.name} is running; drain() is for a stopped consumer")
         return drain(self._runner, self.broker, self.queues, self.lease, raise_errors, max_jobs)
 
-    # -- threads and supervision ---------------------------------------------
-
-    def _spawn(self, role: str, target: Callable[[], None]) -> threading.Thread:
-        thread = threading.Thread(
-            target=self._supervised, args=(role, target), name=f"{self.name}-{role}", daemon=True
-        )
-        thread.start()
-        return thread
-
-    def _supervised(self, role: str, target: Callable[[], None]) -> None:
-        """Run a role; if it dies of an exception, log it and stop the consumer."""
-        try:
-            target()
-        except BaseException as exc:
-            with self._lock:
-                if self._error is None:
-                    self._error = exc
-                stopping = self._stopping.is_set()
-            logger.error(
-                "%s: its %s thread died of an unexpected error; the consumer stops",
-                self.name,
-                role,
-                exc_info=exc,
-                extra={"role": role},
-            )
-            if not stopping:
-                threading.Thread(target=self.stop, name=f"{self.name}-stopper", daemon=True).start()
+    # -- stopping --------------------------------------------------------------
 
     def _join(self, thread: threading.Thread, deadline: float | None) -> None:
         while thread.is_alive() and not self._hurry.is_set():

@@ -32,12 +32,13 @@ class Roles:
         s: ConsumerSettings,
         middleware: Sequence[object],
         serializers: SerializerRegistry,
+        stopping: threading.Event,
         spawn: Spawn,
     ) -> None:
         self.runner = Runner(s.handler, middleware, serializers, s.payload_type, s.context, s.retry)
         self.ledger = ledger = Ledger(max_pending(s.concurrency))
         self.work: _queue.SimpleQueue[ClaimedJob | None] = _queue.SimpleQueue()
-        self.stopping = threading.Event()
+        self.stopping = stopping
         """Set when the consumer begins to stop: no more claims, no more starts."""
         self.fetcher = Fetcher(
             s.name,
