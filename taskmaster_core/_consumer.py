@@ -278,10 +278,17 @@ class Consumer:
         """Wait until the consumer's queues have no job ready or running and
         the consumer holds none and has recorded every outcome; return
         ``True`` then, ``False`` if ``timeout`` seconds pass first, or the
-        consumer stopped or died meanwhile. Scheduled jobs (``run_at`` in the
-        future, retries waiting out their delay among them) do not count
+        consumer stopped or died meanwhile (a consumer never started raises
+        ``TaskmasterError``: an empty queue must not pass for done). Scheduled
+        jobs (``run_at`` in the future, retries waiting out their delay among
+        them) do not count
         unless ``scheduled`` is true. It polls ``broker.stats()`` (see
         ``_idle``): for tests and scripts, not for a hot path."""
+        if not self._started:
+            raise TaskmasterError(
+                f"{self.name} was never started; wait_idle() waits for a running consumer "
+                "(inside `with consumer:` or after start(); drain() runs jobs without threads)"
+            )
         return wait_idle(
             self.broker,
             self.queues,

@@ -89,8 +89,8 @@ class ConsumerContract(ContractBase):
                 seen[job.id] += 1
             return ACK
 
-        with Consumer(broker, "q", handler, concurrency=6):
-            wait_until(lambda: settled(broker), timeout=60)
+        with Consumer(broker, "q", handler, concurrency=6) as consumer:
+            wait_until(lambda: settled(broker), timeout=60, consumers=[consumer])
         assert sorted(seen) == sorted(i for i in ids if i is not None)
         assert set(seen.values()) == {1}
         assert broker.stats() == []
@@ -124,11 +124,11 @@ class ConsumerContract(ContractBase):
             broker, "q", handler, concurrency=2, retry=FAST_RETRY, poll_interval=0.05
         )
         with consumer:
-            wait_until(lambda: settled(broker), timeout=30)
+            wait_until(lambda: settled(broker), timeout=30, consumers=[consumer])
             assert consumer.workers_alive == 2
             # The workers still work after all that.
             publisher.put("q", "ack")
-            wait_until(lambda: settled(broker), timeout=30)
+            wait_until(lambda: settled(broker), timeout=30, consumers=[consumer])
         failed = {job.id: job for job in broker.jobs(states=[JobState.FAILED])}
         assert ids["ack"] not in failed
         expected_errors = {
@@ -166,7 +166,7 @@ class ConsumerContract(ContractBase):
         consumer = Consumer(broker, "q", handler, concurrency=1, prefetch=10)
         consumer.start()
         assert started.wait(15)
-        wait_until(lambda: consumer.held == 11)
+        wait_until(lambda: consumer.held == 11, consumers=[consumer])
         threading.Timer(0.2, release.set).start()
         assert consumer.stop(timeout=30) is True
         assert handled == [0]
@@ -206,8 +206,8 @@ class ConsumerContract(ContractBase):
             got.append(job.payload)
             return ACK
 
-        with Consumer(broker, "orders", handler, payload_type=Order):
-            wait_until(lambda: settled(broker, "orders"))
+        with Consumer(broker, "orders", handler, payload_type=Order) as consumer:
+            wait_until(lambda: settled(broker, "orders"), consumers=[consumer])
         assert got == [Order(sku="A1", quantity=2)]
         (failed,) = broker.jobs(states=[JobState.FAILED])
         assert failed.id == bad != good
@@ -226,8 +226,8 @@ class ConsumerContract(ContractBase):
             handled.append(job.payload)
             return ACK
 
-        with Consumer(broker, "q", handler):
-            wait_until(lambda: settled(broker))
+        with Consumer(broker, "q", handler) as consumer:
+            wait_until(lambda: settled(broker), consumers=[consumer])
         assert handled == ["fine"] and ok != bad
         (failed,) = broker.jobs(states=[JobState.FAILED])
         assert failed.last_error is not None
@@ -245,8 +245,8 @@ class ConsumerContract(ContractBase):
             got.append((job.serializer, job.payload))
             return ACK
 
-        with Consumer(broker, "bin", handler):
-            wait_until(lambda: settled(broker, "bin"))
+        with Consumer(broker, "bin", handler) as consumer:
+            wait_until(lambda: settled(broker, "bin"), consumers=[consumer])
         assert got == [("msgpack", {"blob": b"\x00\xff", "n": 1})]
 
     def test_several_consumers_on_several_queues_with_context(self, broker: Broker) -> None:
@@ -265,7 +265,10 @@ class ConsumerContract(ContractBase):
         first = Consumer(broker, ["a", "b"], handler, concurrency=2, context={"name": "first"})
         second = Consumer(broker, "c", handler, concurrency=3, context={"name": "second"})
         with first, second:
-            wait_until(lambda: all(s.unfinished == 0 for s in broker.stats(["a", "b", "c"])))
+            wait_until(
+                lambda: all(s.unfinished == 0 for s in broker.stats(["a", "b", "c"])),
+                consumers=[first, second],
+            )
         assert seen == {("first", "a"): 30, ("first", "b"): 30, ("second", "c"): 30}
 
     def test_a_lost_wake_up_only_delays_a_job_until_the_next_poll(self, broker: Broker) -> None:
@@ -303,7 +306,7 @@ class ConsumerContract(ContractBase):
             release.wait(30)
             return ACK
 
-        with Consumer(broker, "q", slow, lease=0.6):
+        with Consumer(broker, "q", slow, lease=0.6) as consumer:
             assert started.wait(10)
             threading.Timer(1.5, release.set).start()
             # Another worker keeps trying to claim while the lease would have expired.
@@ -311,7 +314,7 @@ class ConsumerContract(ContractBase):
             while not release.is_set():
                 stolen.extend(broker.claim(["q"], 1, 0.6))
                 release.wait(0.05)
-            wait_until(lambda: settled(broker))
+            wait_until(lambda: settled(broker), consumers=[consumer])
         assert stolen == []
         assert broker.jobs(ids=[job_id or 0]) == []
 
@@ -352,9 +355,13 @@ class ConsumerContract(ContractBase):
         )
         try:
             with consumer:
-                wait_until(lambda: bool(broker.jobs(states=[JobState.FAILED])), timeout=20)
+                wait_until(
+                    lambda: bool(broker.jobs(states=[JobState.FAILED])),
+                    timeout=20,
+                    consumers=[consumer],
+                )
                 publisher.put("q", "after")
-                wait_until(lambda: done == ["after"], timeout=20)
+                wait_until(lambda: done == ["after"], timeout=20, consumers=[consumer])
                 assert consumer.workers_alive == 1
         finally:
             forever.set()

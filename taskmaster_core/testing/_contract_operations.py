@@ -113,9 +113,9 @@ class OperationsContract(ContractBase):
         assert broker.delete(queue="other", limit=5) == 1
         assert broker.stats() == []
         for bad in (0, -1, True, 2.5):
-            with pytest.raises(ConfigurationError, match="limit must be None or an int >= 1"):
+            with pytest.raises(ConfigurationError, match="limit"):
                 broker.delete(limit=bad)  # type: ignore[arg-type]
-            with pytest.raises(ConfigurationError, match="limit must be None or an int >= 1"):
+            with pytest.raises(ConfigurationError, match="limit"):
                 broker.prune(0, limit=bad)  # type: ignore[arg-type]
 
     def test_stats_count_each_state_per_queue(self, harness: Harness) -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .._broker import Broker
+from .._consumer import Consumer
 
 __all__ = ["FakeClock", "Harness", "HarnessFactory", "wait_until"]
 
@@ -50,11 +51,23 @@ HarnessFactory = Callable[..., Harness]
 
 
 def wait_until(
-    predicate: Callable[[], bool], timeout: float = 15.0, interval: float = 0.005
+    predicate: Callable[[], bool],
+    timeout: float = 15.0,
+    interval: float = 0.005,
+    *,
+    consumers: Sequence[Consumer] = (),
 ) -> None:
-    """Wait for ``predicate()`` to become true, or fail after ``timeout`` seconds."""
+    """Wait for ``predicate()`` to become true, or fail after ``timeout``
+    seconds; fail at once, with its error, if one of ``consumers`` died (a
+    broker raising something unexpected kills a consumer: waiting on would
+    only hide why)."""
     deadline = time.monotonic() + timeout
     while not predicate():
+        for consumer in consumers:
+            if not consumer.healthy:
+                raise AssertionError(
+                    f"{consumer.name} died of {consumer.error!r} (see its logged traceback)"
+                ) from consumer.error
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {predicate}")
         time.sleep(interval)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import threading
 import time
 
-from taskmaster_core import ACK, Consumer, Job, Publisher, Retry
+import pytest
+
+from taskmaster_core import ACK, Consumer, Job, Publisher, Retry, TaskmasterError
 from taskmaster_memory import MemoryBroker
 
 
@@ -68,3 +70,12 @@ def test_a_stopped_consumer_is_not_waited_for() -> None:
         consumer.start()
         consumer.stop()
         assert not consumer.wait_idle(timeout=5)
+
+
+def test_wait_idle_on_a_consumer_never_started_says_so() -> None:
+    """A test that forgot ``with``/``start()`` must not pass because an empty
+    queue looks idle."""
+    with MemoryBroker() as broker:
+        consumer = Consumer(broker, "q", lambda job: ACK)
+        with pytest.raises(TaskmasterError, match="was never started; wait_idle"):
+            consumer.wait_idle(timeout=0.1)

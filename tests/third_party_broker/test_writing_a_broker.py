@@ -86,3 +86,27 @@ def test_options_and_capabilities_a_broker_lacks_skip_their_tests(
     result.assert_outcomes(passed=CONTRACT_TESTS - skipped, skipped=skipped)
     result.stdout.fnmatch_lines(["*SKIPPED [[]4] *: MyBroker has no keep_done option"])
     result.stdout.fnmatch_lines(["*SKIPPED [[]4] *: Plainer does not declare Capability.WAKE_UPS"])
+
+
+def test_a_consumer_killed_by_the_broker_fails_its_test_at_once_naming_the_error(
+    project: pytest.Pytester,
+) -> None:
+    """A broker raising something unexpected kills the consumer; the suite
+    says so at once instead of waiting out its timeout."""
+    project.makeconftest(
+        """
+        import my_broker
+
+        class Broken(my_broker.MyBroker):
+            def settle(self, settlements):
+                raise TypeError("settle got confused")
+
+        my_broker.MyBroker = Broken
+        """
+    )
+    result = project.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-k", "test_every_job_is_handled_exactly_once_with_many_workers"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*died of TypeError('settle got confused')*"])
+    assert result.duration < 20, f"took {result.duration:.0f}s: it waited out the timeout"
