@@ -1,6 +1,8 @@
 """Taskmaster core: jobs, brokers, serializers, middleware, publisher and consumer."""
 
+from ._async_publisher import AsyncPublisher
 from ._broker import (
+    AsyncTransactionalPut,
     Broker,
     BrokerBase,
     Capability,
@@ -62,6 +64,8 @@ __all__ = [
     "MAX_QUEUE_NAME_LENGTH",
     "REJECT",
     "Ack",
+    "AsyncPublisher",
+    "AsyncTransactionalPut",
     "Broker",
     "BrokerBase",
     "BrokerClosedError",

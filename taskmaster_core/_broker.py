@@ -11,7 +11,9 @@ Optional abilities are declared, never guessed from attribute names:
 
 - An ability that adds methods is a runtime-checkable protocol; implementing
   its methods declares it, and ``isinstance`` checks it:
-  :class:`PlansMigrations` (``migration_sql()``, for ``migrate --dry-run``).
+  :class:`PlansMigrations` (``migration_sql()``, for ``migrate --dry-run``),
+  :class:`AsyncTransactionalPut` (``put_async(jobs, connection=...)``, for
+  ``AsyncPublisher(...).put(..., connection=...)``).
 - An ability that changes what a protocol method does is a
   :class:`Capability` in the broker's ``capabilities`` (a frozenset,
   class-level or per instance; :class:`BrokerBase` declares none), read with
@@ -36,6 +38,7 @@ from ._errors import ConfigurationError
 from ._types import ClaimedJob, JobInfo, JobState, Lease, NewJob, QueueStats, Settlement
 
 __all__ = [
+    "AsyncTransactionalPut",
     "Broker",
     "BrokerBase",
     "Capability",
@@ -194,6 +197,20 @@ class PlansMigrations(Protocol):
     def migration_sql(self) -> list[str]:
         """The statements ``migrate()`` would run now, as text (empty when the
         storage is up to date); changes nothing."""
+
+
+@runtime_checkable
+class AsyncTransactionalPut(Protocol):
+    """A broker that can put on the caller's own *async* connection, awaited,
+    inside the caller's transaction (``AsyncPublisher`` with ``connection=``).
+    Without it, an ``AsyncPublisher`` given a connection raises
+    ``ConfigurationError``."""
+
+    async def put_async(self, jobs: Sequence[NewJob], *, connection: Any) -> list[int | None]:
+        """:meth:`Broker.put` with ``connection``, awaited on the event loop:
+        the same result and the same transaction rules (never commit, roll
+        back or end a transaction it did not begin). A connection of the
+        wrong kind raises ``ConfigurationError``."""
 
 
 class BrokerBase:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from ._plugins import plugin_middleware as _plugin_middleware
 from ._serializers import check_declared, encode_declared
 from ._types import NewJob
 
-__all__ = ["DEFAULT_MAX_PAYLOAD_SIZE", "Publisher", "QueueOptions"]
+__all__ = ["DEFAULT_MAX_PAYLOAD_SIZE", "Publisher", "PublisherBase", "QueueOptions", "placed"]
 
 DEFAULT_MAX_PAYLOAD_SIZE = 10 * 1024 * 1024
 
@@ -36,13 +37,10 @@ class QueueOptions:
     priority: int | None = None
 
 
-class Publisher:
-    """Puts jobs on queues of a broker.
-
-    Payloads are encoded here (the broker stores bytes), with the queue's
-    serializer, checked against the queue's payload type, and passed through
-    the publish middleware first.
-    """
+class PublisherBase:
+    """What :class:`Publisher` and ``AsyncPublisher`` share: options, message
+    building, encoding, payload checks and the publish middleware chain.
+    Only the broker call differs (direct, or awaited)."""
 
     def __init__(
         self,
@@ -75,36 +73,38 @@ class Publisher:
                     f"{layer!r} is not middleware (it has no process or publish method)"
                 )
         self._publish_layers = publishing(layers)
+        for layer in self._publish_layers:
+            if inspect.iscoroutinefunction(layer.publish):  # type: ignore[attr-defined]
+                raise ConfigurationError(
+                    f"{layer!r} has an async publish method; publish middleware is called "
+                    "synchronously (by Publisher and AsyncPublisher alike) and must be a "
+                    "plain, non-blocking method"
+                )
 
     @property
     def broker(self) -> Broker:
         return self._broker
 
-    def put(
+    # -- internals ---------------------------------------------------------
+
+    def _message(
         self,
         queue: str,
         payload: Any,
         *,
-        priority: int | None = None,
-        delay: float | timedelta = 0.0,
-        run_at: datetime | None = None,
-        dedup_key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        max_attempts: int | None = None,
-        serializer: str | None = None,
-        connection: Any = None,
-    ) -> int | None:
-        """Put one job; return its id, or ``None`` when it was not stored because
-        an unfinished job with the same ``dedup_key`` exists on the queue (or a
-        publish middleware dropped it).
-
-        ``connection``: the caller's own backend connection (for a broker with
-        ``Capability.TRANSACTIONAL_PUT``, e.g. a database connection), so the
-        job commits or rolls back with the caller's transaction."""
-        message = Message(
+        priority: int | None,
+        delay: float | timedelta,
+        run_at: datetime | None,
+        dedup_key: str | None,
+        headers: Mapping[str, str] | None,
+        max_attempts: int | None,
+        serializer: str | None,
+    ) -> Message:
+        """The message of a ``put``."""
+        return Message(
             queue=queue,
             payload=payload,
-            priority=0 if priority is None else priority,
+            priority=self._default_priority(queue) if priority is None else priority,
             delay=_seconds(delay),
             run_at=run_at,
             dedup_key=dedup_key,
@@ -112,33 +112,24 @@ class Publisher:
             max_attempts=max_attempts,
             serializer=serializer,
         )
-        if priority is None:
-            message.priority = self._default_priority(queue)
-        jobs = self._prepare([message])
-        if not jobs:
-            return None
-        return self._broker.put(jobs, connection=connection)[0]
 
-    def put_many(
+    def _messages(
         self,
         queue: str,
         payloads: Iterable[Any],
         *,
-        priority: int | None = None,
-        delay: float | timedelta = 0.0,
-        run_at: datetime | None = None,
-        headers: Mapping[str, str] | None = None,
-        max_attempts: int | None = None,
-        serializer: str | None = None,
-        connection: Any = None,
-    ) -> list[int | None]:
-        """Put many jobs on one queue in one broker call (one round trip on
-        Postgres); returns ids in order. For jobs with differing options, build
-        :class:`Message` objects and use :meth:`publish`."""
+        priority: int | None,
+        delay: float | timedelta,
+        run_at: datetime | None,
+        headers: Mapping[str, str] | None,
+        max_attempts: int | None,
+        serializer: str | None,
+    ) -> list[Message]:
+        """The messages of a ``put_many``."""
         prio = self._default_priority(queue) if priority is None else priority
         seconds = _seconds(delay)
         shared = dict(headers) if headers else None
-        messages = [
+        return [
             Message(
                 queue=queue,
                 payload=payload,
@@ -151,31 +142,28 @@ class Publisher:
             )
             for payload in payloads
         ]
-        return self.publish(messages, connection=connection)
 
-    def publish(self, messages: Sequence[Message], *, connection: Any = None) -> list[int | None]:
-        """Put prepared messages (any queues, any options) in one broker call.
-        Returns one entry per message: its id, or ``None`` if not stored."""
+    def _jobs(self, messages: Sequence[Message]) -> tuple[list[NewJob], list[int | None] | None]:
+        """The encoded jobs to store and, when publish middleware ran, per
+        message the index of its job (``None`` if a middleware dropped it);
+        ``None`` for no middleware: one job per message, in order."""
+        if not self._publish_layers:
+            return [self._encode(m) for m in messages], None
+        return self._through_middleware(messages)
+
+    def _publish(self, messages: Sequence[Message], connection: Any) -> list[int | None]:
+        """Encode ``messages`` (through the publish middleware) and store them
+        in one broker call."""
         if not messages:
             return []
-        if not self._publish_layers:
-            return self._broker.put([self._encode(m) for m in messages], connection=connection)
-        jobs, slots = self._through_middleware(messages)
-        ids = self._broker.put(jobs, connection=connection) if jobs else []
-        return [None if slot is None else ids[slot] for slot in slots]
-
-    # -- internals ---------------------------------------------------------
+        jobs, slots = self._jobs(messages)
+        return placed(self._broker.put(jobs, connection=connection) if jobs else [], slots)
 
     def _default_priority(self, queue: str) -> int:
         options = self._queues.get(queue)
         if options is not None and options.priority is not None:
             return options.priority
         return 0
-
-    def _prepare(self, messages: Sequence[Message]) -> list[NewJob]:
-        if not self._publish_layers:
-            return [self._encode(m) for m in messages]
-        return self._through_middleware(messages)[0]
 
     def _through_middleware(
         self, messages: Sequence[Message]
@@ -228,6 +216,89 @@ class Publisher:
             dedup_key=check_dedup_key(message.dedup_key),
             headers=_check_headers(message.headers),
         )
+
+
+def placed(ids: list[int | None], slots: list[int | None] | None) -> list[int | None]:
+    """One entry per message: the id its job got, ``None`` where it was dropped."""
+    if slots is None:
+        return ids
+    return [None if slot is None else ids[slot] for slot in slots]
+
+
+class Publisher(PublisherBase):
+    """Puts jobs on queues of a broker.
+
+    Payloads are encoded here (the broker stores bytes), with the queue's
+    serializer, checked against the queue's payload type, and passed through
+    the publish middleware first. ``AsyncPublisher`` is the same for asyncio.
+    """
+
+    def put(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        priority: int | None = None,
+        delay: float | timedelta = 0.0,
+        run_at: datetime | None = None,
+        dedup_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_attempts: int | None = None,
+        serializer: str | None = None,
+        connection: Any = None,
+    ) -> int | None:
+        """Put one job; return its id, or ``None`` when it was not stored because
+        an unfinished job with the same ``dedup_key`` exists on the queue (or a
+        publish middleware dropped it).
+
+        ``connection``: the caller's own backend connection (for a broker with
+        ``Capability.TRANSACTIONAL_PUT``, e.g. a database connection), so the
+        job commits or rolls back with the caller's transaction."""
+        message = self._message(
+            queue,
+            payload,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            dedup_key=dedup_key,
+            headers=headers,
+            max_attempts=max_attempts,
+            serializer=serializer,
+        )
+        return self.publish([message], connection=connection)[0]
+
+    def put_many(
+        self,
+        queue: str,
+        payloads: Iterable[Any],
+        *,
+        priority: int | None = None,
+        delay: float | timedelta = 0.0,
+        run_at: datetime | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_attempts: int | None = None,
+        serializer: str | None = None,
+        connection: Any = None,
+    ) -> list[int | None]:
+        """Put many jobs on one queue in one broker call (one round trip on
+        Postgres); returns ids in order. For jobs with differing options, build
+        :class:`Message` objects and use :meth:`publish`."""
+        messages = self._messages(
+            queue,
+            payloads,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            headers=headers,
+            max_attempts=max_attempts,
+            serializer=serializer,
+        )
+        return self.publish(messages, connection=connection)
+
+    def publish(self, messages: Sequence[Message], *, connection: Any = None) -> list[int | None]:
+        """Put prepared messages (any queues, any options) in one broker call.
+        Returns one entry per message: its id, or ``None`` if not stored."""
+        return self._publish(messages, connection)
 
 
 def _seconds(delay: float | timedelta) -> float:

@@ -40,7 +40,7 @@ from ._dsn import describe_dsn
 from ._errors import translated
 from ._listener import Listener, NullSubscription
 from ._names import TableNames
-from ._put import put_on
+from ._put import put_on, put_on_async
 from ._rows import job_info_row, queue_stats_row
 from ._sql import Statements
 
@@ -173,10 +173,8 @@ class PostgresBroker(BrokerBase):
     # -- putting ----------------------------------------------------------------
 
     def put(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[int | None]:
-        if connection is not None and not isinstance(connection, psycopg.Connection):
-            raise ConfigurationError(
-                f"connection must be a psycopg.Connection (sync), got {type(connection).__name__}"
-            )
+        if connection is not None:
+            _check_connection(connection, psycopg.Connection, "Publisher", "psycopg.Connection")
         self._connections.require_open("put")
         if not jobs:
             return []
@@ -187,6 +185,21 @@ class PostgresBroker(BrokerBase):
         # The caller's transaction decides: no commit here.
         with translated("put", "the caller's connection"):
             return put_on(self._sql, connection, jobs, own=False)
+
+    async def put_async(self, jobs: Sequence[NewJob], *, connection: Any) -> list[int | None]:
+        """:meth:`put` on the caller's ``psycopg.AsyncConnection``, awaited
+        (``AsyncTransactionalPut``): the same statements, routes and
+        transaction rules."""
+        _check_connection(
+            connection, psycopg.AsyncConnection, "AsyncPublisher", "psycopg.AsyncConnection"
+        )
+        self._connections.require_open("put")
+        if not jobs:
+            return []
+        check_new_jobs(jobs)
+        # The caller's transaction decides: no commit here.
+        with translated("put", "the caller's connection"):
+            return await put_on_async(self._sql, connection, jobs)
 
     # -- claiming and settling --------------------------------------------------
 
@@ -286,3 +299,18 @@ class PostgresBroker(BrokerBase):
         if listener is None:  # polling-only mode (listen=False)
             return NullSubscription()
         return listener.subscribe(queues, callback)
+
+
+def _check_connection(connection: object, kind: type, publisher: str, wanted: str) -> None:
+    """A sync connection for ``Publisher``, an async one for ``AsyncPublisher``."""
+    if isinstance(connection, kind):
+        return
+    if isinstance(connection, psycopg.AsyncConnection):
+        hint = " (an AsyncConnection is for AsyncPublisher)"
+    elif isinstance(connection, psycopg.Connection):
+        hint = " (a sync Connection is for Publisher)"
+    else:
+        hint = ""
+    raise ConfigurationError(
+        f"{publisher} takes connection={wanted}, got {type(connection).__name__}{hint}"
+    )

@@ -16,6 +16,8 @@ CORE = {
     "MAX_QUEUE_NAME_LENGTH",
     "REJECT",
     "Ack",
+    "AsyncPublisher",
+    "AsyncTransactionalPut",
     "Broker",
     "BrokerBase",
     "BrokerClosedError",

@@ -30,6 +30,7 @@ EXPECTED_OUTPUT = {
     "logging_and_errors.py": "status=reject queue=numbers job=2 attempt=1 time=",
     "custom_serializer.py": "job 1: 81 bytes of json+zlib",
     "testing_with_memory_broker.py": "5 passed",
+    "async_publisher.py": "put: 1, the same dedup key again: None",
 }
 POSTGRES_EXAMPLES = {"postgres_transactional_put.py"}
 

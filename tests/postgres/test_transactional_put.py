@@ -32,23 +32,33 @@ pytestmark = pytest.mark.postgres
 
 SIZES = [1, 5, COPY_THRESHOLD - 1, COPY_THRESHOLD, 10_000]
 _keys = itertools.count()
+ENDINGS = [(1, "rollback"), (2, "raise"), (3, "commit"), (2, "commit")]
+"""How many puts a caller's transaction holds, and how it ends."""
 
 
 class CallerError(Exception):
     """Raised by the 'caller' after its puts, to abort its transaction."""
 
 
-def put_batch(publisher: Publisher, conn: Any, size: int, *, dedup: bool) -> list[int | None]:
-    """Put ``size`` jobs on ``conn`` through the public API: ``put`` for one,
-    ``put_many`` for several, ``publish`` when they carry dedup keys."""
+def batch_call(size: int, *, dedup: bool) -> tuple[str, tuple[Any, ...]]:
+    """The public call that puts ``size`` jobs (method name, arguments):
+    ``put`` for one, ``put_many`` for several, ``publish`` when they carry
+    dedup keys. Shared with the async tests."""
     if dedup:
         messages = [
             Message(queue="q", payload={"i": i}, dedup_key=f"k{next(_keys)}") for i in range(size)
         ]
-        return publisher.publish(messages, connection=conn)
+        return "publish", (messages,)
     if size == 1:
-        return [publisher.put("q", {"i": 0}, connection=conn)]
-    return publisher.put_many("q", [{"i": i} for i in range(size)], connection=conn)
+        return "put", ("q", {"i": 0})
+    return "put_many", ("q", [{"i": i} for i in range(size)])
+
+
+def put_batch(publisher: Publisher, conn: Any, size: int, *, dedup: bool) -> list[int | None]:
+    """Put ``size`` jobs on ``conn`` through the public API (:func:`batch_call`)."""
+    name, args = batch_call(size, dedup=dedup)
+    result = getattr(publisher, name)(*args, connection=conn)
+    return [result] if name == "put" else list(result)
 
 
 def stored_ids(broker: Any) -> list[int]:
@@ -83,7 +93,7 @@ def test_commit_keeps_exactly_the_jobs_put_and_rollback_none(
 ) -> None:
     broker: Any = make_pg_harness().broker
     publisher = Publisher(broker)
-    for puts, end in [(1, "rollback"), (2, "raise"), (3, "commit"), (2, "commit")]:
+    for puts, end in ENDINGS:
         before = stored_ids(broker)
         with connect(pg_dsn, how) as conn:
             ids: list[int | None] = []
