@@ -56,7 +56,7 @@ from taskmaster_core import (
     SchemaMissingError,
 )
 
-__all__ = ["error_type", "one_line", "translate", "translated", "turned_away"]
+__all__ = ["error_type", "one_line", "server_reason", "translate", "translated", "turned_away"]
 
 _BY_SQLSTATE: dict[str, type[BrokerError]] = {
     "42P01": SchemaMissingError,  # undefined_table
@@ -125,8 +125,21 @@ def translated(action: str, where: str) -> Iterator[None]:
     except psycopg_pool.PoolClosed as exc:
         raise BrokerClosedError(f"{action}: the broker is closed", where=where) from exc
     except psycopg.Error as exc:
-        message = f"{action} failed on {where}: {exc}"
-        raise translate(exc, message, where=where, reason=str(exc)) from exc
+        reason = server_reason(exc)
+        message = f"{action} failed on {where}: {reason}"
+        raise translate(exc, message, where=where, reason=reason) from exc
+
+
+def server_reason(exc: psycopg.Error) -> str:
+    """The server's own words on one line: its primary message and hint,
+    without the statement context (``LINE 2: INSERT …`` and a caret) that
+    psycopg appends; libpq's message on one line when the server said
+    nothing (a connection failure)."""
+    primary = exc.diag.message_primary
+    if not primary:
+        return one_line(exc)
+    hint = exc.diag.message_hint
+    return f"{primary}; {hint}" if hint else primary
 
 
 def one_line(exc: BaseException) -> str:

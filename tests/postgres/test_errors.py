@@ -100,6 +100,8 @@ def test_an_unmigrated_table_is_schema_missing(pg_dsn: str) -> None:
             assert str(error).startswith(f"{action} failed on {where}: relation "), action
             assert error.where == where and error.reason is not None
             assert error.reason.startswith('relation "') and "does not exist" in error.reason
+            # one line, the server's own words: no LINE/caret context of the statement
+            assert "\n" not in str(error) and "LINE" not in str(error), action
 
 
 @pytest.fixture
