@@ -33,7 +33,7 @@ from ._store import Record, Store, info
 
 __all__ = ["MemoryBroker"]
 
-_QUEUED, _RUNNING = JobState.QUEUED, JobState.RUNNING
+_QUEUED = JobState.QUEUED
 _DONE, _FAILED = JobState.DONE, JobState.FAILED
 
 

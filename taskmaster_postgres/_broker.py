@@ -46,8 +46,6 @@ from ._sql import Statements
 
 __all__ = ["PostgresBroker"]
 
-_SETTLE_KINDS = frozenset({"ack", "fail", "retry"})
-
 
 class PostgresBroker(BrokerBase):
     """Jobs in one PostgreSQL table; see the module docstring and docs/postgres.md.
@@ -105,7 +103,6 @@ class PostgresBroker(BrokerBase):
         self._max_backoff = max_reconnect_backoff
         if reclaim_interval < 0:
             raise ConfigurationError("reclaim_interval must be >= 0 seconds")
-        self.reclaim_interval = reclaim_interval
         self.async_commit = async_commit
         self._sql = Statements(self.names, keep_done=keep_done, async_commit=async_commit)
         self._claims = Claims(self._sql, self._connections, reclaim_interval=reclaim_interval)
@@ -114,6 +111,17 @@ class PostgresBroker(BrokerBase):
         self.capabilities = frozenset(
             {Capability.TRANSACTIONAL_PUT, *([Capability.WAKE_UPS] if listen else [])}
         )
+
+    @property
+    def reclaim_interval(self) -> float:
+        """Seconds between two looks for expired leases (see the class docstring)."""
+        return self._claims.reclaim_interval
+
+    @reclaim_interval.setter
+    def reclaim_interval(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ConfigurationError("reclaim_interval must be >= 0 seconds")
+        self._claims.reclaim_interval = seconds
 
     def __repr__(self) -> str:
         state = "open" if self._connections.is_open else "closed"
@@ -137,12 +145,14 @@ class PostgresBroker(BrokerBase):
                 )
 
     def close(self) -> None:
+        # One step under the lock, connections first: from the moment close()
+        # begins, every method (subscribe too) says the broker is closed, and
+        # an open() meanwhile waits for the close to finish.
         with self._lock:
             listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close()
-        with self._lock:
             self._connections.close()
+            if listener is not None:
+                listener.close()
 
     # -- schema -----------------------------------------------------------------
 

@@ -196,3 +196,32 @@ def test_statement_timeout_applies(make_pg_harness: Callable[..., Harness], pg_d
             broker.claim(["q"], 1, 30)
         assert time.monotonic() - started < 5
     assert isinstance(caught.value.__cause__, psycopg.errors.QueryCanceled)
+
+
+def test_a_broker_being_closed_is_closed_to_every_caller(pg_dsn: str) -> None:
+    """While close() is still shutting the listener down, the broker already
+    refuses work (subscribe handed out a silent subscription that never woke)."""
+    broker = PostgresBroker(pg_dsn)
+    broker.open()
+    listener = broker._listener
+    assert listener is not None
+    closing, release = threading.Event(), threading.Event()
+    real_close = listener.close
+
+    def slow_close() -> None:
+        closing.set()
+        release.wait(10)
+        real_close()
+
+    listener.close = slow_close  # type: ignore[method-assign]
+    closer = threading.Thread(target=broker.close)
+    closer.start()
+    try:
+        assert closing.wait(10)
+        with pytest.raises(BrokerClosedError):
+            broker.subscribe(["q"], lambda queue: None)
+        with pytest.raises(BrokerClosedError):
+            broker.stats()
+    finally:
+        release.set()
+        closer.join(10)
