@@ -7,7 +7,6 @@ bytes the publisher encoded, so the real serializer runs on put and on claim.
 
 from __future__ import annotations
 
-import heapq
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -173,12 +172,7 @@ class MemoryBroker(BrokerBase):
                 if record is None:
                     refused.append(held.id)
                     continue
-                record.lease_until = until
-                record.updated_at = now
-                record.version += 1
-                heapq.heappush(
-                    self._store.queue(record.queue).leased, (until, record.id, record.version)
-                )
+                self._store.lease(record, until, now)
         return refused
 
     def release(self, leases: Sequence[Lease]) -> int:

@@ -143,6 +143,14 @@ class Store:
                 self.transition(record, _QUEUED, now)
                 self.enqueue(record, now)  # keeps its run_at: its place in line
 
+    def lease(self, record: Record, until: float, now: float) -> None:
+        """Hold ``record``'s lease until ``until``: a new version on the lease
+        heap (the entry of the previous lease goes stale)."""
+        record.lease_until = until
+        record.updated_at = now
+        record.version += 1
+        heapq.heappush(self.queue(record.queue).leased, (until, record.id, record.version))
+
     def held(self, job_id: int, token: int) -> Record | None:
         record = self.jobs.get(job_id)
         if record is None or record.state is not _RUNNING or record.token != token:
@@ -196,11 +204,8 @@ class Store:
             token = next(self.tokens)
             record.state = _RUNNING
             record.attempts += 1
-            record.lease_until = lease_until
             record.token = token
-            record.updated_at = now
-            record.version += 1
-            heapq.heappush(queue.leased, (lease_until, job_id, record.version))
+            self.lease(record, lease_until, now)
             claimed.append(
                 ClaimedJob(
                     id=job_id,
