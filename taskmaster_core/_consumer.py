@@ -1,4 +1,5 @@
-"""The consumer: claims jobs from a broker and runs a handler on worker threads.
+"""The consumer: claims jobs from a broker and runs a handler on worker
+threads, or, for an ``async def`` handler, as tasks on an event loop.
 
 ``Consumer`` is the lifecycle only (start, stop, hurry, drain, replace,
 wait_idle); the work is done by small roles over one ledger (``_ledger``),
@@ -15,6 +16,11 @@ each on its own thread (all daemons, named after the consumer):
   job (one call for all) every ``lease / 3`` seconds, and is the
   ``job_timeout`` watchdog.
 
+An async consumer has the same fetcher, settler and lease keeper threads;
+only the workers differ: ``_async_workers`` runs each job in a task on an
+event loop (the application's, or one of the consumer's own), and enforces
+``job_timeout`` there.
+
 Supervision: if a role thread dies of an exception (a bug, or a broker
 raising something other than a ``TaskmasterError``), the consumer logs it
 with its traceback, marks itself unhealthy (``healthy``, ``error``) and
@@ -26,6 +32,7 @@ lets running handlers finish up to a timeout, and flushes their outcomes.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import threading
@@ -36,6 +43,7 @@ from typing import Any, Self
 
 import pluggy
 
+from ._async_workers import AsyncWorkers
 from ._broker import Broker, Subscription
 from ._consumer_settings import ConsumerSettings, Setting
 from ._errors import ConfigurationError, TaskmasterError
@@ -45,18 +53,16 @@ from ._middleware import is_middleware_like
 from ._plugins import SerializerRegistry, plugin_middleware, resolve_plugin_manager
 from ._retry import RetryPolicy
 from ._roles import Roles
-from ._runner import drain
+from ._runner import drain, drain_async
 from ._supervisor import Supervisor
+from ._workers import join_until, remaining
 
 __all__ = ["Consumer", "Handler"]
 
 logger = logging.getLogger("taskmaster.consumer")
 
 Handler = Callable[[Job], Any]
-"""``def handler(job: Job) -> Outcome``."""
-
-_JOIN_SLICE = 0.05
-"""How often a stopping consumer checks for ``hurry()`` while it waits."""
+"""``def handler(job: Job) -> Outcome`` or ``async def handler(job: Job) -> Outcome``."""
 
 
 class Consumer:
@@ -130,13 +136,21 @@ class Consumer:
         self._stopping = threading.Event()
         self._supervisor = Supervisor(settings.name, self._stopping, self.stop)
         roles = Roles(
-            settings, layers, SerializerRegistry(pm), self._stopping, self._supervisor.spawn
+            settings,
+            layers,
+            SerializerRegistry(pm),
+            self._stopping,
+            self._supervisor.spawn,
+            self._supervisor.failed,
         )
         self._runner, self._ledger, self._work = roles.runner, roles.ledger, roles.work
         self._fetcher, self._workers = roles.fetcher, roles.workers
         self._settler, self._lease_keeper = roles.settler, roles.lease_keeper
         self._threads: dict[str, threading.Thread] = {}
         """The fetcher, settler and lease keeper by role (workers: ``_workers``)."""
+        self.is_async = self._runner.is_async
+        """Whether the handler is ``async def`` (its jobs run as tasks on an
+        event loop, see docs/async.md)."""
         self._subscription: Subscription | None = None
         self._lock = threading.Lock()  # guards the lifecycle fields below
         self._started = False
@@ -171,8 +185,9 @@ class Consumer:
 
     @property
     def workers_alive(self) -> int:
-        """Worker threads alive and not abandoned (a stuck one is replaced)."""
-        return sum(thread.is_alive() for thread in self._workers.threads())
+        """Worker threads alive and not abandoned (a stuck one is replaced);
+        for an async consumer, ``concurrency`` while its event loop serves it."""
+        return self._workers.alive()
 
     @property
     def healthy(self) -> bool:
@@ -188,11 +203,34 @@ class Consumer:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> None:
-        """Start the fetcher, settler, lease keeper and worker threads (returns at once)."""
+        """Start the fetcher, settler, lease keeper and worker threads (returns
+        at once). An async consumer runs its handlers on an event loop of its
+        own, on a thread (inside a running loop, ``await start_async()``
+        runs them on that loop instead)."""
+        self._begin()
+        self._start_roles(launch_workers=True)
+
+    async def start_async(self) -> None:
+        """``start()`` from asyncio code: an async consumer runs its handlers
+        as tasks on the running loop; a sync one, on its worker threads. The
+        broker's subscription and the threads are started off the loop.
+        Stop it with ``await stop_async()`` (or use ``async with``)."""
+        self._begin()
+        if isinstance(self._workers, AsyncWorkers):
+            self._workers.launch_on(asyncio.get_running_loop())
+        try:
+            await asyncio.to_thread(self._start_roles, launch_workers=not self.is_async)
+        except BaseException:
+            await asyncio.to_thread(self.stop, 0)  # nothing left half-started
+            raise
+
+    def _begin(self) -> None:
         with self._lock:
             if self._started:
                 raise TaskmasterError(f"{self.name} was already started; a consumer runs once")
             self._started = True
+
+    def _start_roles(self, *, launch_workers: bool) -> None:
         try:
             self._subscription = self.broker.subscribe(self.queues, self._fetcher.on_signal)
             for role, target in (
@@ -201,8 +239,8 @@ class Consumer:
                 ("lease-keeper", self._lease_keeper.run),
             ):
                 self._threads[role] = self._supervisor.spawn(role, target)
-            for _ in range(self.concurrency):
-                self._workers.add()
+            if launch_workers:
+                self._workers.launch()
         finally:
             self._spawned.set()  # a stop() begun meanwhile (a role died) may go on
 
@@ -210,10 +248,18 @@ class Consumer:
         """Stop: claim no more, return unstarted jobs to the queue, wait up to
         ``timeout`` seconds for running handlers, flush outcomes.
 
-        Returns ``True`` if every handler finished. A handler still running
-        after the timeout keeps its job ``running`` until its lease expires
-        (it is then retried), since a thread cannot be killed safely. A second
-        call while a stop is under way waits for it (see also :meth:`hurry`)."""
+        Returns ``True`` if every handler finished. A sync handler still
+        running after the timeout keeps its job ``running`` until its lease
+        expires (it is then retried), since a thread cannot be killed safely;
+        an async handler's task is cancelled then, and its job retried at once
+        (``False`` is returned). A second call while a stop is under way waits
+        for it (see also :meth:`hurry`). On the event loop that runs its
+        handlers, use ``await stop_async()``: this would block that loop."""
+        if self._workers.on_loop_thread():
+            raise TaskmasterError(
+                f"{self.name}.stop() was called on the event loop that runs its handlers, "
+                "which it would block: use `await consumer.stop_async()` (or `async with`)"
+            )
         with self._lock:
             if not self._started:
                 return True
@@ -228,31 +274,34 @@ class Consumer:
             self._subscription.close()
         fetcher, settler = self._threads.get("fetcher"), self._threads.get("settler")
         if fetcher is not None:
-            self._join(fetcher, deadline)
+            join_until(fetcher, deadline, self._hurry)
         self._fetcher.return_unstarted()
-        workers = self._workers.threads()
-        for _ in workers:
-            self._work.put(None)  # one stop sentinel per worker
-        for worker in workers:
-            self._join(worker, deadline)
-        busy = [w.name for w in workers if w.is_alive()]
+        busy = self._workers.finish(deadline, self._hurry)
         self._fetcher.return_unstarted()  # anything a worker left behind as it stopped
         self._lease_keeper.stop()
         keeper = self._threads.get("lease-keeper")
         if keeper is not None:  # a heartbeat in flight must not outlive stop()
-            keeper.join(_remaining(deadline, minimum=1.0))
+            keeper.join(remaining(deadline, minimum=1.0))
         self._ledger.close()
         if settler is not None:
-            settler.join(_remaining(deadline, minimum=1.0))
+            settler.join(remaining(deadline, minimum=1.0))
         if settler is None or not settler.is_alive():
             self._report_lost_outcomes()
-        self._clean = not busy
+        self._clean = not busy and not self._workers_cancelled()
         self._stopped.set()
         if busy:
             logger.warning(
                 "%s stopped with %d handler(s) still running: %s", self.name, len(busy), busy
             )
         return self._clean
+
+    async def stop_async(self, timeout: float | None = 30.0) -> bool:
+        """``stop()`` from asyncio code: waits in a thread, so the loop keeps
+        running the handlers that are finishing."""
+        return await asyncio.to_thread(self.stop, timeout)
+
+    def _workers_cancelled(self) -> bool:
+        return isinstance(self._workers, AsyncWorkers) and self._workers.cancelled > 0
 
     def hurry(self) -> None:
         """Make a ``stop()`` under way stop waiting for running handlers now
@@ -273,6 +322,12 @@ class Consumer:
         """Wait until a stop (``stop()``, or the consumer's own after a thread
         died) has finished; return whether it had within ``timeout``."""
         return self._stopped.wait(timeout)
+
+    async def wait_idle_async(
+        self, timeout: float | None = 10.0, *, scheduled: bool = False
+    ) -> bool:
+        """``wait_idle()`` from asyncio code (it waits in a thread)."""
+        return await asyncio.to_thread(self.wait_idle, timeout, scheduled=scheduled)
 
     def wait_idle(self, timeout: float | None = 10.0, *, scheduled: bool = False) -> bool:
         """Wait until the consumer's queues have no job ready or running and
@@ -310,6 +365,18 @@ class Consumer:
     ) -> None:
         self.stop()
 
+    async def __aenter__(self) -> Self:
+        await self.start_async()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop_async()
+
     def drain(self, *, raise_errors: bool = False, max_jobs: int | None = None) -> int:
         """Run jobs that are ready now in the calling thread, one at a time, until
         none is ready (or ``max_jobs`` ran); return how many ran. For tests:
@@ -317,18 +384,34 @@ class Consumer:
         the same call. With ``raise_errors`` the first handler exception (or
         undecodable payload, or bad return value) is raised after its outcome
         is recorded, and the other claimed jobs are returned to the queue."""
-        if self._started:
-            raise TaskmasterError(f"{self.name} is running; drain() is for a stopped consumer")
+        self._check_drain()
+        if self.is_async:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return asyncio.run(self.drain_async(raise_errors=raise_errors, max_jobs=max_jobs))
+            raise TaskmasterError(
+                f"{self.name}: drain() of an async consumer was called inside a running event "
+                "loop, which it cannot use from here: use `await consumer.drain_async()`"
+            )
         return drain(self._runner, self.broker, self.queues, self.lease, raise_errors, max_jobs)
 
-    # -- stopping --------------------------------------------------------------
+    async def drain_async(self, *, raise_errors: bool = False, max_jobs: int | None = None) -> int:
+        """``drain()`` from asyncio code: an async handler is awaited on the
+        running loop (the broker is called directly: for tests on the memory
+        broker); a sync consumer's drain runs in a thread."""
+        self._check_drain()
+        if not self.is_async:
+            return await asyncio.to_thread(self.drain, raise_errors=raise_errors, max_jobs=max_jobs)
+        return await drain_async(
+            self._runner, self.broker, self.queues, self.lease, raise_errors, max_jobs
+        )
 
-    def _join(self, thread: threading.Thread, deadline: float | None) -> None:
-        while thread.is_alive() and not self._hurry.is_set():
-            remaining = _remaining(deadline)
-            if remaining is not None and remaining <= 0:
-                return
-            thread.join(_JOIN_SLICE if remaining is None else min(_JOIN_SLICE, remaining))
+    def _check_drain(self) -> None:
+        if self._started:
+            raise TaskmasterError(f"{self.name} is running; drain() is for a stopped consumer")
+
+    # -- stopping --------------------------------------------------------------
 
     def _report_lost_outcomes(self) -> None:
         """Outcomes left over because the settler died (or gave up)."""
@@ -339,9 +422,3 @@ class Consumer:
                 self.name,
                 len(lost),
             )
-
-
-def _remaining(deadline: float | None, minimum: float = 0.0) -> float | None:
-    if deadline is None:
-        return None
-    return max(minimum, deadline - time.monotonic())

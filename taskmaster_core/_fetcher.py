@@ -19,13 +19,14 @@ import queue as _queue
 import threading
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 from ._broker import Broker
 from ._errors import TaskmasterError
 from ._ledger import Ledger
 from ._types import ClaimedJob, Lease
 
-__all__ = ["MAX_BACKOFF", "Fetcher", "max_pending"]
+__all__ = ["MAX_BACKOFF", "Fetcher", "WorkQueue", "max_pending"]
 
 logger = logging.getLogger("taskmaster.consumer")
 
@@ -37,6 +38,16 @@ _PREFETCH_WINDOW = 0.1
 """The adaptive prefetch holds about this many seconds of work per worker."""
 MAX_BACKOFF = 5.0
 """Cap on the wait between attempts to reach a failing broker."""
+
+
+class WorkQueue(Protocol):
+    """Where the fetcher puts claimed jobs for the workers: a
+    ``queue.SimpleQueue`` for worker threads, an ``Inbox`` for an event loop
+    (``_async_workers``). ``get_nowait`` raises ``queue.Empty`` when empty."""
+
+    def put(self, item: ClaimedJob | None) -> None: ...
+
+    def get_nowait(self) -> ClaimedJob | None: ...
 
 
 def max_pending(concurrency: int) -> int:
@@ -58,7 +69,7 @@ class Fetcher:
         lease: float,
         poll_interval: float,
         ledger: Ledger,
-        work: _queue.SimpleQueue[ClaimedJob | None],
+        work: WorkQueue,
         stopping: threading.Event,
     ) -> None:
         self.name = name
@@ -138,6 +149,18 @@ class Fetcher:
             if item is not None:
                 unstarted.append(item)
         self.release(unstarted)
+
+    def give_up(self, claimed: ClaimedJob) -> None:
+        """A waiting job whose lease ran out (this process was frozen, or the
+        heartbeat failed) may already be someone else's: it is not started
+        but handed back (refused if it was reclaimed meanwhile)."""
+        logger.warning(
+            "%s: not starting job %s on queue %s: its lease ran out while it waited",
+            self.name,
+            claimed.id,
+            claimed.queue,
+        )
+        self.release([claimed])
 
     def release(self, unstarted: list[ClaimedJob]) -> None:
         """Hand claimed-but-unstarted jobs back to the broker (best effort:

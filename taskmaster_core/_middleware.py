@@ -1,10 +1,20 @@
 """Middleware: onion-style wrappers around consuming and publishing.
 
-A middleware overrides either or both of
+A middleware overrides any of
 
-- ``process(job, call_next) -> Outcome`` — around every handler call;
+- ``process(job, call_next) -> Outcome`` — around every call of a sync
+  handler (``def``);
+- ``async process_async(job, call_next) -> Outcome`` — around every call of
+  an async handler (``async def``), on the consumer's event loop;
+  ``call_next`` is then a coroutine function;
 - ``publish(message, call_next) -> None`` — around every put, before the
   payload is encoded (so it may change the payload, headers or options).
+
+A layer must wrap the kind of handler it is given: a consumer refuses, when
+it is made, a layer that overrides only ``process`` for an async handler
+(calling it would run sync code on the loop, and its ``try`` around
+``call_next`` would not see the handler's errors), and one that overrides
+only ``process_async`` for a sync handler. The built-in middleware do both.
 
 The chain is a fold built once per consumer/publisher: the first middleware
 in the list is the outermost. Exceptions raised by a middleware propagate
@@ -13,18 +23,21 @@ like a handler's (they are never swallowed by the chain).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ._errors import ConfigurationError
 from ._job import Job
 from ._outcomes import Ack, Outcome, Reject, Retry
 
 __all__ = [
+    "AsyncProcessFn",
     "ErrorReporter",
     "LoggingMiddleware",
     "Message",
@@ -32,6 +45,7 @@ __all__ = [
     "ProcessFn",
     "PublishFn",
     "compose_process",
+    "compose_process_async",
     "compose_publish",
     "describe_exception",
     "is_middleware_like",
@@ -39,6 +53,7 @@ __all__ = [
 ]
 
 ProcessFn = Callable[[Job], Any]
+AsyncProcessFn = Callable[[Job], Awaitable[Any]]
 PublishFn = Callable[["Message"], None]
 
 
@@ -60,10 +75,15 @@ class Message:
 
 
 class Middleware:
-    """Base class for middleware; override ``process``, ``publish`` or both."""
+    """Base class for middleware; override ``process``, ``process_async``,
+    ``publish``, or any of them."""
 
     def process(self, job: Job, call_next: ProcessFn) -> Outcome:
         result: Outcome = call_next(job)
+        return result
+
+    async def process_async(self, job: Job, call_next: AsyncProcessFn) -> Outcome:
+        result: Outcome = await call_next(job)
         return result
 
     def publish(self, message: Message, call_next: PublishFn) -> None:
@@ -76,13 +96,45 @@ def _overrides(middleware: object, name: str) -> bool:
 
 
 def compose_process(middleware: Sequence[object], handler: ProcessFn) -> ProcessFn:
-    """Fold ``middleware`` around ``handler``; the first element is outermost.
-    Middleware that does not override ``process`` adds no layer."""
+    """Fold ``middleware`` around a sync ``handler``; the first element is
+    outermost. Middleware that does not override ``process`` adds no layer;
+    one that overrides only ``process_async`` is refused."""
     call = handler
     for layer in reversed(middleware):
-        if _overrides(layer, "process"):
+        if _wraps(layer, "process", "process_async", "a sync (def) handler"):
             call = _bind(layer.process, call)  # type: ignore[attr-defined]
     return call
+
+
+def compose_process_async(middleware: Sequence[object], handler: AsyncProcessFn) -> AsyncProcessFn:
+    """Fold ``middleware`` around an async ``handler`` (its ``process_async``
+    methods); the first element is outermost. Middleware that overrides
+    neither adds no layer; one that overrides only ``process`` is refused."""
+    call = handler
+    for layer in reversed(middleware):
+        if _wraps(layer, "process_async", "process", "an async (async def) handler"):
+            call = _bind(layer.process_async, call)  # type: ignore[attr-defined]
+    return call
+
+
+def _wraps(layer: object, method: str, other: str, handler: str) -> bool:
+    """Whether ``layer`` adds a ``method`` layer; refuse it if it only wraps
+    the other kind of handler, or if its methods are of the wrong kind."""
+    for name, should_be_async in (("process", False), ("process_async", True)):
+        wrong = inspect.iscoroutinefunction(getattr(layer, name, None)) != should_be_async
+        if wrong and _overrides(layer, name):
+            kind = "async def" if should_be_async else "def (not async def)"
+            raise ConfigurationError(f"{layer!r}: {name} must be a {kind} method")
+    if _overrides(layer, method):
+        return True
+    if _overrides(layer, other):
+        raise ConfigurationError(
+            f"{layer!r} wraps only {'async' if other == 'process_async' else 'sync'} "
+            f"handlers (it defines {other} but not {method}), and this consumer runs "
+            f"{handler}: give it a {method} method (docs/middleware.md), or leave it out "
+            "of this consumer (plugin middleware: plugins=False or TASKMASTER_DISABLE_PLUGINS)"
+        )
+    return False
 
 
 def publishing(middleware: Sequence[object]) -> list[object]:
@@ -110,8 +162,10 @@ def _bind(method: Callable[[Any, Any], Any], call_next: Callable[[Any], Any]) ->
 
 
 def is_middleware_like(obj: object) -> bool:
-    """Middleware is anything with a ``process`` or ``publish`` method."""
-    return callable(getattr(obj, "process", None)) or callable(getattr(obj, "publish", None))
+    """Middleware is anything with a ``process``, ``process_async`` or
+    ``publish`` method."""
+    names = ("process", "process_async", "publish")
+    return any(callable(getattr(obj, name, None)) for name in names)
 
 
 def describe_exception(exc: BaseException, *, limit: int = 8000) -> str:
@@ -149,47 +203,60 @@ class LoggingMiddleware(Middleware):
         self.level = level
 
     def process(self, job: Job, call_next: ProcessFn) -> Outcome:
-        logger, level = self.logger, self.level
-        if not logger.isEnabledFor(level):
+        if not self.logger.isEnabledFor(self.level):
             result: Outcome = call_next(job)
             return result
-        fields = {"queue": job.queue, "job_id": job.id, "attempt": job.attempt}
-        logger.log(
-            level,
+        started = self._started(job)
+        try:
+            outcome: Outcome = call_next(job)
+        except BaseException:
+            self._ended(job, started, "failure")
+            raise
+        self._ended(job, started, outcome_name(outcome))
+        return outcome
+
+    async def process_async(self, job: Job, call_next: AsyncProcessFn) -> Outcome:
+        if not self.logger.isEnabledFor(self.level):
+            result: Outcome = await call_next(job)
+            return result
+        started = self._started(job)
+        try:
+            outcome: Outcome = await call_next(job)
+        except BaseException:
+            self._ended(job, started, "failure")
+            raise
+        self._ended(job, started, outcome_name(outcome))
+        return outcome
+
+    def _started(self, job: Job) -> float:
+        self.logger.log(
+            self.level,
             "status=start queue=%s job=%s attempt=%s",
             job.queue,
             job.id,
             job.attempt,
-            extra=fields,
+            extra={"queue": job.queue, "job_id": job.id, "attempt": job.attempt},
         )
-        started = time.perf_counter()
-        try:
-            outcome: Outcome = call_next(job)
-        except BaseException:
-            elapsed = (time.perf_counter() - started) * 1000
-            logger.log(
-                level,
-                "status=failure queue=%s job=%s attempt=%s time=%.1fms",
-                job.queue,
-                job.id,
-                job.attempt,
-                elapsed,
-                extra={**fields, "outcome": "failure", "elapsed_ms": elapsed},
-            )
-            raise
+        return time.perf_counter()
+
+    def _ended(self, job: Job, started: float, status: str) -> None:
         elapsed = (time.perf_counter() - started) * 1000
-        name = outcome_name(outcome)
-        logger.log(
-            level,
+        self.logger.log(
+            self.level,
             "status=%s queue=%s job=%s attempt=%s time=%.1fms",
-            name,
+            status,
             job.queue,
             job.id,
             job.attempt,
             elapsed,
-            extra={**fields, "outcome": name, "elapsed_ms": elapsed},
+            extra={
+                "queue": job.queue,
+                "job_id": job.id,
+                "attempt": job.attempt,
+                "outcome": status,
+                "elapsed_ms": elapsed,
+            },
         )
-        return outcome
 
     def publish(self, message: Message, call_next: PublishFn) -> None:
         call_next(message)
@@ -203,7 +270,9 @@ class ErrorReporter(Middleware):
     With ``reject=True`` it behaves like the original Taskmaster's
     ``with-error``: it logs ``status=failure`` and returns ``Reject`` with the
     error text, so the job fails at once. A callback that itself raises is
-    logged and does not change the job's fate.
+    logged and does not change the job's fate. On an async consumer the
+    callback may be ``async def`` (it is awaited); a ``def`` callback is then
+    called on the event loop, so it must be quick.
     """
 
     def __init__(
@@ -224,20 +293,52 @@ class ErrorReporter(Middleware):
         except Exception as exc:
             if self.callback is not None:
                 try:
-                    self.callback(job, exc)
+                    returned = self.callback(job, exc)
+                    if inspect.isawaitable(returned):  # an async callback on a sync consumer
+                        _close(returned)
+                        raise ConfigurationError(
+                            "ErrorReporter's callback is async: it is awaited only on an "
+                            "async consumer; give a sync consumer a def callback"
+                        )
                 except Exception:
-                    self.logger.exception(
-                        "error callback failed for job %s on queue %s", job.id, job.queue
-                    )
-            if not self.reject:
-                raise
-            self.logger.error(
-                "status=failure queue=%s job=%s attempt=%s error=%r",
-                job.queue,
-                job.id,
-                job.attempt,
-                exc,
-                exc_info=exc,
-                extra={"queue": job.queue, "job_id": job.id, "attempt": job.attempt},
-            )
-            return Reject(describe_exception(exc))
+                    self._callback_failed(job)
+            return self._after(job, exc)
+
+    async def process_async(self, job: Job, call_next: AsyncProcessFn) -> Outcome:
+        try:
+            result: Outcome = await call_next(job)
+            return result
+        except Exception as exc:
+            if self.callback is not None:
+                try:  # a def callback runs on the loop: it must be quick
+                    returned = self.callback(job, exc)
+                    if inspect.isawaitable(returned):
+                        await returned
+                except Exception:
+                    self._callback_failed(job)
+            return self._after(job, exc)
+
+    def _callback_failed(self, job: Job) -> None:
+        self.logger.exception("error callback failed for job %s on queue %s", job.id, job.queue)
+
+    def _after(self, job: Job, exc: Exception) -> Outcome:
+        """Re-raise ``exc`` (the retry policy applies), or with ``reject``
+        log it and fail the job."""
+        if not self.reject:
+            raise exc
+        self.logger.error(
+            "status=failure queue=%s job=%s attempt=%s error=%r",
+            job.queue,
+            job.id,
+            job.attempt,
+            exc,
+            exc_info=exc,
+            extra={"queue": job.queue, "job_id": job.id, "attempt": job.attempt},
+        )
+        return Reject(describe_exception(exc))
+
+
+def _close(awaitable: object) -> None:
+    close = getattr(awaitable, "close", None)
+    if callable(close):
+        close()

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import queue as _queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from ._async_workers import AsyncWorkers, Inbox
 from ._consumer_settings import ConsumerSettings
-from ._fetcher import Fetcher, max_pending
+from ._fetcher import Fetcher, WorkQueue, max_pending
 from ._lease_keeper import LeaseKeeper
 from ._ledger import Ledger
 from ._plugins import SerializerRegistry
 from ._runner import Runner
 from ._settler import Settler
-from ._types import ClaimedJob
 from ._workers import Spawn, Workers
 
 __all__ = ["Roles"]
@@ -34,10 +34,19 @@ class Roles:
         serializers: SerializerRegistry,
         stopping: threading.Event,
         spawn: Spawn,
+        failed: Callable[[str, BaseException, str], None],
     ) -> None:
-        self.runner = Runner(s.handler, middleware, serializers, s.payload_type, s.context, s.retry)
+        self.runner = runner = Runner(
+            s.handler,
+            middleware,
+            serializers,
+            s.payload_type,
+            s.context,
+            s.retry,
+            s.job_timeout,
+        )
         self.ledger = ledger = Ledger(max_pending(s.concurrency))
-        self.work: _queue.SimpleQueue[ClaimedJob | None] = _queue.SimpleQueue()
+        self.work: WorkQueue = Inbox() if runner.is_async else _queue.SimpleQueue()
         self.stopping = stopping
         """Set when the consumer begins to stop: no more claims, no more starts."""
         self.fetcher = Fetcher(
@@ -52,9 +61,23 @@ class Roles:
             work=self.work,
             stopping=self.stopping,
         )
-        self.workers = Workers(
-            s.name, ledger, self.runner, self.fetcher, self.work, self.stopping, spawn
-        )
+        self.workers: Workers | AsyncWorkers
+        if isinstance(self.work, Inbox):
+            self.workers = AsyncWorkers(
+                s.name,
+                ledger,
+                runner,
+                self.fetcher,
+                self.work,
+                stopping,
+                s.concurrency,
+                spawn,
+                failed,
+            )
+        else:
+            self.workers = Workers(
+                s.name, ledger, runner, self.fetcher, self.work, stopping, spawn, s.concurrency
+            )
         self.settler = Settler(
             s.name,
             s.broker,
@@ -69,7 +92,13 @@ class Roles:
             ledger,
             self.runner,
             lease=s.lease,
-            job_timeout=s.job_timeout,
-            replace_worker=self.workers.add,
+            # An async consumer enforces job_timeout on its loop (_async_workers).
+            job_timeout=None if runner.is_async else s.job_timeout,
+            replace_worker=self._replace_worker,
             stopping=self.stopping,
         )
+
+    def _replace_worker(self) -> None:
+        """The watchdog abandoned a stuck worker thread: start another."""
+        if isinstance(self.workers, Workers):
+            self.workers.add()

@@ -11,28 +11,51 @@ handler asking (docs/concepts.md, "What the consumer logs").
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from ._broker import Broker
 from ._errors import TaskmasterError
 from ._job import Job
-from ._middleware import compose_process, describe_exception
+from ._middleware import compose_process, compose_process_async, describe_exception
 from ._outcomes import Ack, Reject, Retry
 from ._plugins import SerializerRegistry
 from ._retry import RetryPolicy
 from ._types import ClaimedJob, Lease, Settlement
 
-__all__ = ["Runner", "drain", "log_outcome"]
+__all__ = ["Run", "Runner", "drain", "drain_async", "is_async_handler", "log_outcome"]
 
 logger = logging.getLogger("taskmaster.consumer")
 
 Handler = Callable[[Job], Any]
 
+Run = tuple[Settlement, BaseException | None, int]
+"""What running a job came to: its settlement, the exception behind it if
+any, and the level to log it at (0: do not log)."""
+
+
+def is_async_handler(handler: object) -> bool:
+    """Whether calling ``handler`` makes a coroutine: an ``async def``
+    function or method, a ``functools.partial`` of one, or an object whose
+    ``__call__`` is ``async def``."""
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - the method itself is inspected
+    )
+
+
+def _being_cancelled() -> bool:
+    """Whether the current task was asked to cancel (by the consumer
+    stopping), as opposed to a handler raising ``CancelledError`` itself."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
 
 class Runner:
-    """Runs claimed jobs through ``middleware`` and ``handler``."""
+    """Runs claimed jobs through ``middleware`` and ``handler`` (sync or
+    async: see :func:`is_async_handler`)."""
 
     def __init__(
         self,
@@ -42,14 +65,20 @@ class Runner:
         payload_type: Any,
         context: Any,
         retry: RetryPolicy,
+        job_timeout: float | None = None,
     ) -> None:
-        self._process = compose_process(middleware, handler)
+        self.is_async = is_async_handler(handler)
+        if self.is_async:
+            self._process_async = compose_process_async(middleware, handler)
+        else:
+            self._process = compose_process(middleware, handler)
         self._serializers = serializers
         self._payload_type = payload_type
         self._context = context
         self._retry = retry
+        self._job_timeout = job_timeout
 
-    def run(self, claimed: ClaimedJob) -> tuple[Settlement, BaseException | None, int]:
+    def run(self, claimed: ClaimedJob) -> Run:
         """Decode, run through middleware and handler, and decide the outcome.
 
         Returns the settlement; the exception when the job did not succeed
@@ -59,19 +88,68 @@ class Runner:
         by an exception, ERROR for a job that ends failed without the handler
         asking for it. The caller logs, so that a timed-out handler's late
         result, which is discarded, is not logged either."""
+        job = self._decode(claimed)
+        if not isinstance(job, Job):
+            return job
+        try:
+            outcome = self._process(job)
+        except BaseException as exc:
+            return self._raised(claimed, exc)
+        return self._judged(claimed, outcome)
+
+    async def run_async(self, claimed: ClaimedJob) -> Run:
+        """:meth:`run` for an async handler, awaited on the event loop. With
+        ``job_timeout`` the handler's task is cancelled when it overruns
+        (the handler sees ``CancelledError``) and the job is retried per
+        policy, whatever the handler did with the cancellation. A
+        cancellation from outside (the consumer stopping) propagates."""
+        job = self._decode(claimed)
+        if not isinstance(job, Job):
+            return job
+        if self._job_timeout is None:
+            try:
+                outcome = await self._process_async(job)
+            except BaseException as exc:
+                if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
+                    raise
+                return self._raised(claimed, exc)
+            return self._judged(claimed, outcome)
+        deadline = asyncio.timeout(self._job_timeout)
+        try:
+            async with deadline:
+                outcome = await self._process_async(job)
+        except BaseException as exc:
+            if deadline.expired():
+                return self.timed_out(claimed, "its task was cancelled")
+            if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
+                raise
+            return self._raised(claimed, exc)
+        if deadline.expired():  # the handler swallowed the cancellation
+            return self.timed_out(claimed, "its task was cancelled")
+        return self._judged(claimed, outcome)
+
+    def timed_out(self, claimed: ClaimedJob, what_then: str) -> Run:
+        """A job whose handler overran ``job_timeout``: retried per policy,
+        or failed on its last attempt."""
+        reason = f"handler timed out after {self._job_timeout:g}s; {what_then}"
+        settlement = self.after_error(claimed, reason, None)
+        return settlement, None, logging.WARNING if settlement.kind == "retry" else logging.ERROR
+
+    def _decode(self, claimed: ClaimedJob) -> Job | Run:
         try:
             serializer = self._serializers.get(claimed.serializer)
             payload = serializer.loads(claimed.payload, self._payload_type)
         except Exception as exc:
             # Middleware never sees this job (there is no payload to hand it).
             return fail(claimed, f"cannot decode payload: {exc}"), exc, logging.ERROR
-        job = Job(claimed, payload, self._context)
-        try:
-            outcome = self._process(job)
-        except BaseException as exc:
-            settlement = self.after_error(claimed, describe_exception(exc), None)
-            level = logging.WARNING if settlement.kind == "retry" else logging.ERROR
-            return settlement, exc, level
+        return Job(claimed, payload, self._context)
+
+    def _raised(self, claimed: ClaimedJob, exc: BaseException) -> Run:
+        settlement = self.after_error(claimed, describe_exception(exc), None)
+        level = logging.WARNING if settlement.kind == "retry" else logging.ERROR
+        return settlement, exc, level
+
+    def _judged(self, claimed: ClaimedJob, outcome: Any) -> Run:
         if outcome.__class__ is Ack:
             return Settlement(id=claimed.id, token=claimed.token, kind="ack"), None, 0
         if isinstance(outcome, Reject):
@@ -79,10 +157,19 @@ class Runner:
         if isinstance(outcome, Retry):
             settlement = self.after_error(claimed, outcome.reason, outcome.delay)
             return settlement, None, logging.INFO if settlement.kind == "retry" else logging.ERROR
-        error = (
-            f"handler returned {outcome!r} ({type(outcome).__name__}); "
-            "expected ACK, REJECT, Reject(reason) or Retry(delay)"
-        )
+        if inspect.isawaitable(outcome):
+            close = getattr(outcome, "close", None)
+            if callable(close):
+                close()  # never awaited: no "coroutine was never awaited" warning later
+            error = (
+                f"handler returned {type(outcome).__name__} {outcome!r}: a sync consumer does "
+                "not await; declare the handler `async def` (docs/async.md)"
+            )
+        else:
+            error = (
+                f"handler returned {outcome!r} ({type(outcome).__name__}); "
+                "expected ACK, REJECT, Reject(reason) or Retry(delay)"
+            )
         return (
             fail(claimed, error),
             TaskmasterError(f"job {claimed.id}: {error}"),
@@ -163,6 +250,45 @@ def drain(
     max_jobs: int | None,
 ) -> int:
     """``Consumer.drain``: run ready jobs in the calling thread, one at a time."""
+    steps = _drain_steps(broker, queues, lease, raise_errors, max_jobs)
+    try:
+        job = next(steps)
+        while True:
+            job = steps.send(runner.run(job))
+    except StopIteration as done:
+        ran: int = done.value
+        return ran
+
+
+async def drain_async(
+    runner: Runner,
+    broker: Broker,
+    queues: Sequence[str],
+    lease: float,
+    raise_errors: bool,
+    max_jobs: int | None,
+) -> int:
+    """``Consumer.drain_async``: :func:`drain` for an async handler, awaited
+    on the caller's loop (the broker is called synchronously: for tests)."""
+    steps = _drain_steps(broker, queues, lease, raise_errors, max_jobs)
+    try:
+        job = next(steps)
+        while True:
+            job = steps.send(await runner.run_async(job))
+    except StopIteration as done:
+        ran: int = done.value
+        return ran
+
+
+def _drain_steps(
+    broker: Broker,
+    queues: Sequence[str],
+    lease: float,
+    raise_errors: bool,
+    max_jobs: int | None,
+) -> Generator[ClaimedJob, Run, int]:
+    """The broker's side of a drain: yields each job to run, is sent what
+    the run came to, and returns how many ran (one source for both drivers)."""
     ran = 0
     while max_jobs is None or ran < max_jobs:
         want = 50 if max_jobs is None else min(50, max_jobs - ran)
@@ -170,7 +296,7 @@ def drain(
         if not claimed:
             break
         for index, job in enumerate(claimed):
-            settlement, error, level = runner.run(job)
+            settlement, error, level = yield job
             if level:
                 log_outcome(level, job, settlement, error)
             broker.settle([settlement])

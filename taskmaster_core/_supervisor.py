@@ -43,17 +43,22 @@ class Supervisor:
         try:
             target()
         except BaseException as exc:
-            with self._lock:
-                if self.error is None:
-                    self.error = exc
-            logger.error(
-                "%s: its %s thread died of an unexpected error; the consumer stops",
-                self._name,
-                role,
-                exc_info=exc,
-                extra={"role": role},
-            )
-            if not self._stopping.is_set():
-                threading.Thread(
-                    target=self._stop, name=f"{self._name}-stopper", daemon=True
-                ).start()
+            self.failed(role, exc, "thread")
+
+    def failed(self, role: str, exc: BaseException, what: str) -> None:
+        """``role``'s ``what`` (its thread, or the task serving async
+        handlers) died of ``exc``: log it, keep it as the error, and stop the
+        consumer."""
+        with self._lock:
+            if self.error is None:
+                self.error = exc
+        logger.error(
+            "%s: its %s %s died of an unexpected error; the consumer stops",
+            self._name,
+            role,
+            what,
+            exc_info=exc,
+            extra={"role": role},
+        )
+        if not self._stopping.is_set():
+            threading.Thread(target=self._stop, name=f"{self._name}-stopper", daemon=True).start()

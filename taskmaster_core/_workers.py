@@ -22,9 +22,12 @@ from ._ledger import Ledger, Slot
 from ._runner import Runner, log_outcome
 from ._types import ClaimedJob
 
-__all__ = ["Workers"]
+__all__ = ["Workers", "join_until", "remaining", "wait_until"]
 
 logger = logging.getLogger("taskmaster.consumer")
+
+_JOIN_SLICE = 0.05
+"""How often a stopping consumer checks for ``hurry()`` while it waits."""
 
 Spawn = Callable[[str, Callable[[], None]], threading.Thread]
 """Starts a supervised role thread: ``spawn(role, target)``."""
@@ -42,8 +45,10 @@ class Workers:
         work: _queue.SimpleQueue[ClaimedJob | None],
         stopping: threading.Event,
         spawn: Spawn,
+        concurrency: int,
     ) -> None:
         self.name = name
+        self._concurrency = concurrency
         self._ledger = ledger
         self._runner = runner
         self._fetcher = fetcher
@@ -65,6 +70,30 @@ class Workers:
             self._stopping,
         )
 
+    def launch(self) -> None:
+        """Start ``concurrency`` worker threads."""
+        for _ in range(self._concurrency):
+            self.add()
+
+    def finish(self, deadline: float | None, hurry: threading.Event) -> list[str]:
+        """Stop the workers (one stop sentinel each) and wait for their
+        running handlers until ``deadline`` or ``hurry``; return the names
+        of the threads still running one."""
+        workers = self.threads()
+        for _ in workers:
+            self._work.put(None)
+        for worker in workers:
+            join_until(worker, deadline, hurry)
+        return [worker.name for worker in workers if worker.is_alive()]
+
+    def on_loop_thread(self) -> bool:
+        """Worker threads have no event loop (see ``AsyncWorkers``)."""
+        return False
+
+    def alive(self) -> int:
+        """Worker threads alive and not abandoned."""
+        return sum(thread.is_alive() for thread in self.threads())
+
     def threads(self) -> list[threading.Thread]:
         """The worker threads not abandoned by the watchdog."""
         return [slot.thread for slot in self._ledger.slots() if slot.thread is not None]
@@ -85,7 +114,7 @@ class Workers:
                 return
             now = time.monotonic()
             if ledger.deadline(claimed.id) <= now:
-                self._give_up(claimed)
+                fetcher.give_up(claimed)
                 continue
             slot.started = now
             slot.job = claimed
@@ -99,14 +128,33 @@ class Workers:
             if level:
                 log_outcome(level, claimed, settlement, error)
 
-    def _give_up(self, claimed: ClaimedJob) -> None:
-        """A waiting job whose lease ran out (this process was frozen, or the
-        heartbeat failed) may already be someone else's: do not start it.
-        Hand it back (refused if it was reclaimed meanwhile)."""
-        logger.warning(
-            "%s: not starting job %s on queue %s: its lease ran out while it waited",
-            self.name,
-            claimed.id,
-            claimed.queue,
-        )
-        self._fetcher.release([claimed])
+
+def join_until(thread: threading.Thread, deadline: float | None, hurry: threading.Event) -> None:
+    """Wait for ``thread`` to end, until ``deadline`` or until ``hurry`` is set."""
+    _wait(lambda: not thread.is_alive(), thread.join, deadline, hurry)
+
+
+def wait_until(done: threading.Event, deadline: float | None, hurry: threading.Event) -> bool:
+    """Wait for ``done``, until ``deadline`` or ``hurry``; return whether it is set."""
+    _wait(done.is_set, done.wait, deadline, hurry)
+    return done.is_set()
+
+
+def _wait(
+    over: Callable[[], bool],
+    wait: Callable[[float], object],
+    deadline: float | None,
+    hurry: threading.Event,
+) -> None:
+    while not over() and not hurry.is_set():
+        left = remaining(deadline)
+        if left is not None and left <= 0:
+            return
+        wait(_JOIN_SLICE if left is None else min(_JOIN_SLICE, left))
+
+
+def remaining(deadline: float | None, minimum: float = 0.0) -> float | None:
+    """Seconds to ``deadline`` (monotonic), at least ``minimum``; ``None``: no deadline."""
+    if deadline is None:
+        return None
+    return max(minimum, deadline - time.monotonic())

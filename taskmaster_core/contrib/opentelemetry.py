@@ -16,7 +16,14 @@ from typing import Any
 from .._errors import ConfigurationError
 from .._hookspecs import hookimpl
 from .._job import Job
-from .._middleware import Message, Middleware, ProcessFn, PublishFn, outcome_name
+from .._middleware import (
+    AsyncProcessFn,
+    Message,
+    Middleware,
+    ProcessFn,
+    PublishFn,
+    outcome_name,
+)
 from .._outcomes import Outcome
 from . import missing_library
 
@@ -92,12 +99,32 @@ class TracingMiddleware(Middleware):
             call_next(message)
 
     def process(self, job: Job, call_next: ProcessFn) -> Outcome:
-        tracer = self._tracer()
-        if tracer is None:
+        span_of_job = self._span(job)
+        if span_of_job is None:
             result: Outcome = call_next(job)
             return result
+        with span_of_job as span:
+            outcome: Outcome = call_next(job)  # exceptions are recorded by the span
+            return _recorded(span, outcome)
+
+    async def process_async(self, job: Job, call_next: AsyncProcessFn) -> Outcome:
+        span_of_job = self._span(job)
+        if span_of_job is None:
+            result: Outcome = await call_next(job)
+            return result
+        # The span is current in this job's task only: each async job runs in
+        # a task of its own, with its own copy of the context variables.
+        with span_of_job as span:
+            outcome: Outcome = await call_next(job)
+            return _recorded(span, outcome)
+
+    def _span(self, job: Job) -> Any:
+        """The span to run ``job`` in, a child of the publisher's span whose
+        context travelled in the job's headers; ``None`` with no SDK."""
+        tracer = self._tracer()
+        if tracer is None:
+            return None
         assert propagate is not None
-        parent = propagate.extract(job.headers)
         attributes = {
             "messaging.system": _SYSTEM,
             "messaging.destination.name": job.queue,
@@ -105,18 +132,20 @@ class TracingMiddleware(Middleware):
             "messaging.message.id": str(job.id),
             "taskmaster.attempt": job.attempt,
         }
-        with tracer.start_as_current_span(
+        return tracer.start_as_current_span(
             f"process {job.queue}",
-            context=parent,
+            context=propagate.extract(job.headers),
             kind=trace.SpanKind.CONSUMER,
             attributes=attributes,
-        ) as span:
-            outcome: Outcome = call_next(job)  # exceptions are recorded by the span
-            name = outcome_name(outcome)
-            span.set_attribute("taskmaster.outcome", name)
-            if name in ("reject", "invalid"):
-                span.set_status(trace.Status(trace.StatusCode.ERROR, f"job {name}ed"))
-            return outcome
+        )
+
+
+def _recorded(span: Any, outcome: Outcome) -> Outcome:
+    name = outcome_name(outcome)
+    span.set_attribute("taskmaster.outcome", name)
+    if name in ("reject", "invalid"):
+        span.set_status(trace.Status(trace.StatusCode.ERROR, f"job {name}ed"))
+    return outcome
 
 
 _shared: TracingMiddleware | None = None

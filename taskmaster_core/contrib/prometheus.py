@@ -18,7 +18,14 @@ from typing import Any
 from .._errors import ConfigurationError
 from .._hookspecs import hookimpl
 from .._job import Job
-from .._middleware import Message, Middleware, ProcessFn, PublishFn, outcome_name
+from .._middleware import (
+    AsyncProcessFn,
+    Message,
+    Middleware,
+    ProcessFn,
+    PublishFn,
+    outcome_name,
+)
 from .._outcomes import Outcome
 from . import missing_library
 
@@ -80,10 +87,7 @@ class PrometheusMiddleware(Middleware):
         self._series: dict[str, _Series] = {}
 
     def process(self, job: Job, call_next: ProcessFn) -> Outcome:
-        series = self._series.get(job.queue)
-        if series is None:
-            series = self._series.setdefault(job.queue, _Series(self, job.queue))
-        series.in_progress.inc()
+        series = self._started(job)
         started = time.perf_counter()
         try:
             outcome: Outcome = call_next(job)
@@ -94,8 +98,28 @@ class PrometheusMiddleware(Middleware):
             series.outcome(outcome_name(outcome)).inc()
             return outcome
         finally:
-            series.duration.observe(time.perf_counter() - started)
-            series.in_progress.dec()
+            series.ended(started)
+
+    async def process_async(self, job: Job, call_next: AsyncProcessFn) -> Outcome:
+        series = self._started(job)
+        started = time.perf_counter()
+        try:
+            outcome: Outcome = await call_next(job)
+        except BaseException:  # a timeout or a stop's cancellation counts as an error
+            series.outcome("error").inc()
+            raise
+        else:
+            series.outcome(outcome_name(outcome)).inc()
+            return outcome
+        finally:
+            series.ended(started)
+
+    def _started(self, job: Job) -> _Series:
+        series = self._series.get(job.queue)
+        if series is None:
+            series = self._series.setdefault(job.queue, _Series(self, job.queue))
+        series.in_progress.inc()
+        return series
 
     def publish(self, message: Message, call_next: PublishFn) -> None:
         call_next(message)
@@ -113,6 +137,10 @@ class _Series:
         self.in_progress = metrics.in_progress.labels(queue)
         self.duration = metrics.duration.labels(queue)
         self._outcomes: dict[str, Any] = {}
+
+    def ended(self, started: float) -> None:
+        self.duration.observe(time.perf_counter() - started)
+        self.in_progress.dec()
 
     def outcome(self, name: str) -> Any:
         child = self._outcomes.get(name)

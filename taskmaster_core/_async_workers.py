@@ -1,0 +1,287 @@
+"""Async handlers: the consumer's workers as asyncio tasks on one event loop.
+
+An async consumer (its handler is ``async def``) keeps the fetcher, the
+settler and the lease keeper of a sync one — the same threads, the same
+batched broker calls, off the loop — and replaces only the worker threads:
+each claimed job runs in a task of its own on an event loop, at most
+``concurrency`` at a time, so 1,000 jobs in flight are 1,000 tasks, not
+1,000 threads. The loop is the application's own (``async with consumer``,
+``await consumer.start_async()``) or, under ``start()``/``with`` and
+``taskmaster worker``, one the consumer runs on a thread of its own.
+
+The fetcher hands jobs over through an :class:`Inbox`: it appends them from
+its thread and wakes the loop once per batch (``call_soon_threadsafe``).
+On the loop, :meth:`AsyncWorkers.serve` starts a task per job while there is
+room, and each task records its outcome in the ledger as a worker thread
+does (one lock, held briefly). Nothing on the loop waits for the broker.
+
+``job_timeout`` is enforced on the loop (``asyncio.timeout``): an overrunning
+handler's task is cancelled, the handler sees ``CancelledError``, and the job
+is retried per policy. A stop lets running handlers finish until its
+deadline (or ``hurry()``), then cancels their tasks: those jobs are retried
+at once (the run counts as an attempt, like a timeout), nothing is left
+``running``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue as _queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from ._fetcher import Fetcher
+from ._ledger import Ledger, Slot
+from ._runner import Run, Runner, log_outcome
+from ._types import ClaimedJob
+from ._workers import wait_until
+
+__all__ = ["AsyncWorkers", "Inbox"]
+
+logger = logging.getLogger("taskmaster.consumer")
+
+_CANCEL_GRACE = 5.0
+"""Seconds a stop waits for cancelled handlers to unwind."""
+
+_UNSLOTTED = Slot()
+"""The ledger's slot for async jobs: the watchdog of threads is not used
+(timeouts are enforced on the loop), so no job is ever abandoned."""
+
+
+class Inbox:
+    """Claimed jobs on their way from the fetcher's thread to the loop."""
+
+    def __init__(self) -> None:
+        self._jobs: deque[ClaimedJob] = deque()  # append and popleft are atomic
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: Callable[[], None] = _nothing
+        self._signalled = False
+
+    def attach(self, loop: asyncio.AbstractEventLoop, wake: Callable[[], None]) -> None:
+        """From now on, wake ``loop`` by calling ``wake`` on it when jobs come."""
+        self._wake = wake
+        self._loop = loop
+
+    def detach(self) -> None:
+        self._loop = None
+
+    def put(self, item: ClaimedJob | None) -> None:
+        """Add a job (from any thread); wakes the loop unless a wake-up is
+        already on its way (one per batch, not one per job)."""
+        if item is None:
+            return  # stop sentinels are for worker threads
+        self._jobs.append(item)
+        loop = self._loop
+        if self._signalled or loop is None:
+            return
+        self._signalled = True
+        try:
+            loop.call_soon_threadsafe(self._woken)
+        except RuntimeError:  # the loop closed: stop() returns the jobs
+            self._signalled = False
+
+    def _woken(self) -> None:
+        self._signalled = False  # before the jobs are taken: a later put signals again
+        self._wake()
+
+    def take(self) -> ClaimedJob | None:
+        """The next job, or ``None``."""
+        try:
+            return self._jobs.popleft()
+        except IndexError:
+            return None
+
+    def get_nowait(self) -> ClaimedJob | None:
+        """The next job (for ``stop()`` returning unstarted jobs)."""
+        job = self.take()
+        if job is None:
+            raise _queue.Empty
+        return job
+
+
+def _nothing() -> None:
+    pass
+
+
+class AsyncWorkers:
+    """Runs claimed jobs as tasks on an event loop (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        ledger: Ledger,
+        runner: Runner,
+        fetcher: Fetcher,
+        inbox: Inbox,
+        stopping: threading.Event,
+        concurrency: int,
+        spawn: Callable[[str, Callable[[], None]], threading.Thread],
+        failed: Callable[[str, BaseException, str], None],
+    ) -> None:
+        self.name = name
+        self._ledger = ledger
+        self._runner = runner
+        self._fetcher = fetcher
+        self._inbox = inbox
+        self._stopping = stopping
+        self._concurrency = concurrency
+        self._spawn = spawn
+        self._failed = failed
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._launched = False
+        self._done = threading.Event()
+        """Set when :meth:`serve` has ended (every task it started has too)."""
+        self.cancelled = 0
+        """Handlers cancelled because the consumer stopped."""
+
+    # -- on the consumer's side (any thread) -------------------------------
+
+    def launch(self) -> None:
+        """Serve on an event loop of the consumer's own, on its own thread."""
+        self._launched = True
+        self._spawn("event-loop", lambda: asyncio.run(self.serve()))
+
+    def launch_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve on ``loop``, the caller's running loop (called on it)."""
+        self._launched = True
+        task = loop.create_task(self.serve(), name=f"{self.name}-event-loop")
+        task.add_done_callback(self._served)
+
+    def on_loop_thread(self) -> bool:
+        """Whether the caller runs on the loop serving the handlers (where a
+        blocking ``stop()`` would wait for tasks that cannot run)."""
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
+    def finish(self, deadline: float | None, hurry: threading.Event) -> list[str]:
+        """Stop starting jobs and wait for the running ones until ``deadline``
+        or ``hurry``; then cancel their tasks (their jobs are retried) and
+        wait a little for them to unwind. Returns the jobs still running."""
+        if not self._launched:
+            return []
+        self._call_soon(_nothing)  # serve() sees the stop
+        if not wait_until(self._done, deadline, hurry):
+            self._call_soon(self._cancel_all)
+            self._done.wait(_CANCEL_GRACE)
+        if self._done.is_set():
+            return []
+        return [task.get_name() for task in list(self._tasks)]
+
+    def alive(self) -> int:
+        """``concurrency`` while serving, else 0."""
+        return self._concurrency if self._launched and not self._done.is_set() else 0
+
+    def threads(self) -> list[threading.Thread]:
+        return []
+
+    def _call_soon(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the loop, then wake ``serve()``."""
+        loop, wakeup = self._loop, self._wakeup
+        if loop is None or wakeup is None:
+            return  # not serving yet: serve() checks the stop when it starts
+
+        def on_loop() -> None:
+            callback()
+            wakeup.set()
+
+        with contextlib.suppress(RuntimeError):  # the loop closed: serve() has ended
+            loop.call_soon_threadsafe(on_loop)
+
+    # -- on the loop -----------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Start tasks for the jobs the fetcher hands over until the consumer
+        stops; then wait for the running ones (``finish`` cancels them at its
+        deadline)."""
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = wakeup = asyncio.Event()
+        self._inbox.attach(self._loop, wakeup.set)
+        try:
+            while not self._stopping.is_set():
+                self._fill()
+                await wakeup.wait()
+                wakeup.clear()
+        finally:
+            self._inbox.detach()
+            try:
+                while self._tasks:  # also when serve() itself is cancelled
+                    await asyncio.wait(list(self._tasks))
+            finally:
+                self._done.set()
+
+    def _served(self, task: asyncio.Task[None]) -> None:
+        """``serve()`` on the caller's loop ended: fine if the consumer is
+        stopping, otherwise it is supervised like a role thread."""
+        self._done.set()
+        if task.cancelled():
+            if not self._stopping.is_set():
+                self._failed(
+                    "event-loop",
+                    RuntimeError(
+                        "the task serving its async handlers was cancelled (did the event "
+                        "loop end while the consumer ran? stop it first: `async with "
+                        "consumer:` or `await consumer.stop_async()`)"
+                    ),
+                    "task",
+                )
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._failed("event-loop", exc, "task")
+
+    def _fill(self) -> None:
+        """Start tasks for waiting jobs while there is room."""
+        tasks, loop, take = self._tasks, self._loop, self._inbox.take
+        assert loop is not None
+        while len(tasks) < self._concurrency and not self._stopping.is_set():
+            claimed = take()
+            if claimed is None:
+                return
+            task = loop.create_task(self._run(claimed), name=f"job {claimed.id}")
+            tasks.add(task)
+            task.add_done_callback(self._ran)
+
+    def _ran(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:  # a bug of ours: _run catches what handlers do
+                self._failed("event-loop", exc, "task")
+        self._fill()
+        if not self._tasks and self._stopping.is_set() and self._wakeup is not None:
+            self._wakeup.set()
+
+    def _cancel_all(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    async def _run(self, claimed: ClaimedJob) -> None:
+        ledger = self._ledger
+        if ledger.deadline(claimed.id) <= time.monotonic():
+            await asyncio.to_thread(self._fetcher.give_up, claimed)
+            return
+        began = time.perf_counter()
+        try:
+            settlement, error, level = await self._runner.run_async(claimed)
+        except asyncio.CancelledError:  # the consumer stopped: retried at once
+            settlement, error, level = self._stopped(claimed)
+        held = ledger.finish(_UNSLOTTED, claimed, settlement, time.perf_counter() - began)
+        fetcher = self._fetcher
+        if held == fetcher.refill_level:
+            fetcher.wake.set()
+        if level:
+            log_outcome(level, claimed, settlement, error)
+
+    def _stopped(self, claimed: ClaimedJob) -> Run:
+        self.cancelled += 1
+        reason = "cancelled: the consumer stopped before the handler finished"
+        settlement = self._runner.after_error(claimed, reason, 0.0)
+        return settlement, None, logging.WARNING if settlement.kind == "retry" else logging.ERROR
