@@ -100,11 +100,23 @@ def _profile(argv: list[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--quick", action="store_true", help="20,000 jobs")
+    parser.add_argument(
+        "--handler",
+        choices=("sync", "async"),
+        default="sync",
+        help="the no-op handler as a plain function or as `async def` (default %(default)s)",
+    )
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     args = parser.parse_args(argv)
     from ._profile import run_profile
 
-    report = run_profile(args.dsn, 20_000 if args.quick else args.jobs, args.concurrency, args.top)
+    report = run_profile(
+        args.dsn,
+        20_000 if args.quick else args.jobs,
+        args.concurrency,
+        args.top,
+        kind=args.handler,
+    )
     print(report)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

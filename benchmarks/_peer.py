@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from ._common import BenchError, Recorder, execute, latencies_ms, wait_for
+from ._common import BenchError, IoLoad, Recorder, execute, latencies_ms, wait_for
 
 try:  # both peers document uvloop as the faster loop; use it when present
     import uvloop
@@ -71,6 +71,8 @@ class AsyncPeer:
     name = "peer"
     label = "peer"
     settings = ""
+    io_settings = ""
+    """How the peer is told to run ``concurrency`` I/O-bound jobs at once (``io`` row)."""
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
@@ -91,7 +93,12 @@ class AsyncPeer:
     async def _put_many(self, numbers: range, batch: int) -> None:
         raise NotImplementedError
 
-    async def _worker(self, wt: WorkerThread, recorder: Recorder, concurrency: int) -> None:
+    async def _worker(
+        self, wt: WorkerThread, recorder: Recorder, concurrency: int, io: IoLoad | None = None
+    ) -> None:
+        """Run the worker; its handler awaits ``io.run()`` first when ``io`` is
+        given (``io`` row: concurrency as ``io_settings`` says), then records
+        the job's number."""
         raise NotImplementedError
 
     def queued(self) -> int:
@@ -123,8 +130,10 @@ class AsyncPeer:
         run_loop(self._put_many(range(count), batch))
         return time.perf_counter() - t0
 
-    def _start_worker(self, recorder: Recorder, concurrency: int) -> WorkerThread:
-        wt = WorkerThread(lambda w: self._worker(w, recorder, concurrency))
+    def _start_worker(
+        self, recorder: Recorder, concurrency: int, io: IoLoad | None = None
+    ) -> WorkerThread:
+        wt = WorkerThread(lambda w: self._worker(w, recorder, concurrency, io))
         wt.start()
         return wt
 
@@ -143,6 +152,36 @@ class AsyncPeer:
         else:
             recorder.check_no_duplicates(what=what)
         return {"processed": processed, "seconds": elapsed, "capped": not finished}
+
+    def io(self, count: int, concurrency: int, sleep: float, cap: float) -> dict[str, Any]:
+        """A pre-filled queue of ``count`` jobs whose handler awaits
+        ``asyncio.sleep(sleep)``; time from worker start until the last
+        handler returned. Fails unless each job ran exactly once and no more
+        than ``concurrency`` handlers ever waited at once."""
+        recorder = Recorder()
+        recorder.target = count
+        load = IoLoad(sleep)
+        t0 = time.perf_counter()
+        wt = self._start_worker(recorder, concurrency, load)
+        finished = recorder.done.wait(cap)
+        elapsed = time.perf_counter() - t0
+        processed = recorder.count
+        wt.stop()
+        what = f"{self.name} io c={concurrency}"
+        if finished:
+            recorder.check_exact(count, what=what)
+        else:
+            recorder.check_no_duplicates(what=what)
+        if load.inflight.peak > concurrency:
+            raise BenchError(
+                f"{what}: {load.inflight.peak} handlers ran at once, more than {concurrency}"
+            )
+        return {
+            "processed": processed,
+            "seconds": elapsed,
+            "capped": not finished,
+            "peak": load.inflight.peak,
+        }
 
     def latency(self, count: int, interval: float, concurrency: int) -> list[float]:
         recorder = Recorder()

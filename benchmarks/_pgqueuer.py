@@ -11,7 +11,7 @@ import pgqueuer
 from pgqueuer import AsyncpgDriver, Queries, QueueManager
 from psycopg.conninfo import conninfo_to_dict
 
-from ._common import Recorder, execute, truncate_public
+from ._common import IoLoad, Recorder, execute, truncate_public
 from ._peer import AsyncPeer, WorkerThread, paced
 
 ENTRYPOINT = "noop"
@@ -23,14 +23,36 @@ SETTINGS = (
 )
 
 
+IO_SETTINGS = (
+    "QueueManager.run(max_concurrent_tasks=1000, batch_size=500): "
+    "max_concurrent_tasks is PgQueuer's hard cap on the jobs a worker holds, "
+    "enforced in its dequeue query; batch_size is the most it allows with that "
+    "cap (it requires max_concurrent_tasks >= 2 x batch_size); async entrypoint "
+    "without a concurrency_limit"
+)
+
+
 def _batch_size(concurrency: int) -> int:
     return max(1, concurrency)
+
+
+def _run_knobs(concurrency: int, io: bool) -> tuple[int, int]:
+    """(batch_size, max_concurrent_tasks) for ``concurrency``.
+
+    No-op rows: batch c, cap 2c (as throughout this harness). ``io`` row: the
+    cap is the concurrency itself, so that no more than ``concurrency`` jobs
+    wait at once (as for the other systems), and the batch is half of it."""
+    if io:
+        return max(1, concurrency // 2), max(2, concurrency)
+    batch = _batch_size(concurrency)
+    return batch, 2 * batch
 
 
 class PgQueuerSystem(AsyncPeer):
     name = "pgqueuer"
     label = "PgQueuer " + getattr(pgqueuer, "__version__", "")
     settings = SETTINGS
+    io_settings = IO_SETTINGS
 
     async def _queries(self) -> tuple[asyncpg.Connection, Queries]:
         info = conninfo_to_dict(self.dsn)  # asyncpg takes URLs or keywords, not conninfo
@@ -90,22 +112,34 @@ class PgQueuerSystem(AsyncPeer):
         finally:
             await conn.close()
 
-    async def _worker(self, wt: WorkerThread, recorder: Recorder, concurrency: int) -> None:
+    async def _worker(
+        self, wt: WorkerThread, recorder: Recorder, concurrency: int, io: IoLoad | None = None
+    ) -> None:
         conn, queries = await self._queries()
         qm = QueueManager(queries)
         record = recorder.record
 
-        @qm.entrypoint(ENTRYPOINT)
-        async def noop(job: pgqueuer.Job) -> None:
-            record(int(job.payload or b"-1"))
+        if io is None:
+
+            @qm.entrypoint(ENTRYPOINT)
+            async def noop(job: pgqueuer.Job) -> None:
+                record(int(job.payload or b"-1"))
+
+        else:
+            run_io = io.run
+
+            @qm.entrypoint(ENTRYPOINT)
+            async def wait_io(job: pgqueuer.Job) -> None:
+                await run_io()
+                record(int(job.payload or b"-1"))
 
         loop = asyncio.get_running_loop()
         wt.stop_callback = lambda: loop.call_soon_threadsafe(qm.shutdown.set)
-        batch = _batch_size(concurrency)
+        batch, cap = _run_knobs(concurrency, io is not None)
         task = asyncio.create_task(
             qm.run(
                 batch_size=batch,
-                max_concurrent_tasks=2 * batch,
+                max_concurrent_tasks=cap,
                 dequeue_timeout=timedelta(seconds=5),
             )
         )

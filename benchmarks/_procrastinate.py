@@ -9,7 +9,7 @@ from typing import Any
 import procrastinate
 from procrastinate.worker import Worker
 
-from ._common import QUEUE, Recorder, execute, truncate_public
+from ._common import QUEUE, IoLoad, Recorder, execute, truncate_public
 from ._peer import AsyncPeer, WorkerThread, paced
 
 SETTINGS = (
@@ -19,15 +19,32 @@ SETTINGS = (
     "bulk put with Task.batch_defer_async"
 )
 
+POOL_CAP = 50
+"""Largest connection pool the worker gets (the server allows 100 connections,
+shared with the other systems' databases). Only the ``io`` row, at
+concurrency 1,000, reaches it."""
+
+IO_SETTINGS = (
+    "Worker(concurrency=1000): procrastinate's own knob, an asyncio semaphore of "
+    "1,000 running jobs (each fetched with its own fetch_job call); "
+    f"PsycopgConnector pool max_size = min(c + 4, {POOL_CAP}) = {POOL_CAP}"
+)
+
+
+def _pool_size(concurrency: int) -> int:
+    return min(concurrency + 4, POOL_CAP)
+
 
 class ProcrastinateSystem(AsyncPeer):
     name = "procrastinate"
     label = "procrastinate " + getattr(procrastinate, "__version__", "")
     settings = SETTINGS
+    io_settings = IO_SETTINGS
 
     def __init__(self, dsn: str) -> None:
         super().__init__(dsn)
         self._recorder: Recorder | None = None
+        self._io: IoLoad | None = None
 
     def _app(self, pool_size: int = 4) -> tuple[procrastinate.App, Any]:
         app = procrastinate.App(
@@ -38,6 +55,9 @@ class ProcrastinateSystem(AsyncPeer):
 
         @app.task(name="noop", queue=QUEUE)
         async def noop(i: int) -> None:
+            io = self._io
+            if io is not None:
+                await io.run()
             recorder = self._recorder
             if recorder is not None:
                 recorder.record(i)
@@ -85,9 +105,12 @@ class ProcrastinateSystem(AsyncPeer):
                 stop = min(numbers.stop, start + batch)
                 await noop.batch_defer_async(*({"i": i} for i in range(start, stop)))
 
-    async def _worker(self, wt: WorkerThread, recorder: Recorder, concurrency: int) -> None:
+    async def _worker(
+        self, wt: WorkerThread, recorder: Recorder, concurrency: int, io: IoLoad | None = None
+    ) -> None:
         self._recorder = recorder
-        app, _ = self._app(pool_size=concurrency + 4)
+        self._io = io
+        app, _ = self._app(pool_size=_pool_size(concurrency))
         async with app.open_async():
             worker = Worker(
                 app,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._common import create_database, drop_database
-from ._taskmaster import TaskmasterSystem
+from ._taskmaster import HandlerKind, TaskmasterSystem
 
 
 def _profile_threads(profiles: list[cProfile.Profile]) -> Callable[[], None]:
@@ -37,14 +37,16 @@ def _profile_threads(profiles: list[cProfile.Profile]) -> Callable[[], None]:
     return restore
 
 
-def run_profile(admin_dsn: str, jobs: int, concurrency: int, top: int = 25) -> str:
+def run_profile(
+    admin_dsn: str, jobs: int, concurrency: int, top: int = 25, kind: HandlerKind = "sync"
+) -> str:
     name = "bench_profile"
     dsn = create_database(admin_dsn, name)
     system = TaskmasterSystem(dsn)
     try:
         system.setup()
         system.fill(2_000)
-        system.burn(2_000, concurrency, 60)  # warm-up, unprofiled
+        system.burn(2_000, concurrency, 60, kind=kind)  # warm-up, unprofiled
         system.reset()
         system.fill(jobs)
         profiles: list[cProfile.Profile] = []
@@ -52,7 +54,7 @@ def run_profile(admin_dsn: str, jobs: int, concurrency: int, top: int = 25) -> s
         main = cProfile.Profile()
         try:
             main.enable()
-            out: dict[str, Any] = system.burn(jobs, concurrency, 600)
+            out: dict[str, Any] = system.burn(jobs, concurrency, 600, kind=kind)
             main.disable()
         finally:
             restore()
@@ -65,7 +67,8 @@ def run_profile(admin_dsn: str, jobs: int, concurrency: int, top: int = 25) -> s
         stats.add(profile)
     buf = io.StringIO()
     buf.write(
-        f"Taskmaster burn-down under cProfile: {jobs:,} jobs, concurrency {concurrency}, "
+        f"Taskmaster burn-down under cProfile ({kind} handler): {jobs:,} jobs, "
+        f"concurrency {concurrency}, "
         f"{rate:,.0f} jobs/s (profiling overhead included; {len(profiles)} threads profiled)\n"
     )
     stats.stream = buf  # type: ignore[attr-defined]

@@ -15,8 +15,11 @@ SAME_ROW = "1. same,"
 """Label start of a row that repeats row 1 against another ceiling."""
 
 
-def row_specs(concurrencies: list[int], first: int) -> list[tuple[str, str, str, str | None]]:
-    """(result key, label, unit, raw-SQL key)."""
+def row_specs(
+    concurrencies: list[int], first: int, io: dict[str, Any] | None = None
+) -> list[tuple[str, str, str, str | None]]:
+    """(result key, label, unit, raw-SQL key). ``io``: the run's config, for
+    the ``io`` row's labels."""
     specs: list[tuple[str, str, str, str | None]] = [
         ("put_one", "1. put, one job per call", "jobs/s", "raw_insert_1"),
         (
@@ -30,11 +33,25 @@ def row_specs(concurrencies: list[int], first: int) -> list[tuple[str, str, str,
     for c in concurrencies:
         raw = "raw_delete_1" if c == 1 else None
         specs.append((f"burn_c{c}", f"3. process no-op jobs, concurrency {c}", "jobs/s", raw))
+    specs.append(
+        ("burn_best", "3. process no-op jobs, best concurrency", "jobs/s", "raw_delete_100")
+    )
+    for c in concurrencies:
+        specs.append(
+            (f"burn_async_c{c}", f"3a. same, async handler, concurrency {c}", "jobs/s", None)
+        )
+        specs.append(
+            (f"burn_async_ratio_c{c}", f"3a. async / sync handler, concurrency {c}", "ratio", None)
+        )
     specs += [
-        ("burn_best", "3. process no-op jobs, best concurrency", "jobs/s", "raw_delete_100"),
+        ("burn_async_best", "3a. same, async handler, best concurrency", "jobs/s", None),
+        ("burn_async_ratio_best", "3a. async best / sync best", "ratio", None),
         ("latency_p50", "4. put→start, idle consumer, p50", "ms", None),
         ("latency_p90", "4. put→start, idle consumer, p90", "ms", None),
         ("latency_p99", "4. put→start, idle consumer, p99", "ms", None),
+        ("latency_async_p50", "4a. same, async handler, p50", "ms", None),
+        ("latency_async_p90", "4a. same, async handler, p90", "ms", None),
+        ("latency_async_p99", "4a. same, async handler, p99", "ms", None),
         ("mixed_rate", "5. mixed load: processed while putting", "jobs/s", None),
         ("mixed_p99", "5. mixed load: put→start p99", "ms", None),
         ("memory_burn", "6. memory broker, process no-op jobs", "jobs/s", None),
@@ -45,11 +62,20 @@ def row_specs(concurrencies: list[int], first: int) -> list[tuple[str, str, str,
         ("backlog_ratio_failed_vs_clean", "7. small backlog: failed rows / none", "ratio", None),
         ("rss_ratio", "8. worker RSS ratio (large / small run)", "ratio", None),
     ]
+    cfg = io or {}
+    jobs, conc = cfg.get("io_jobs", 10_000), cfg.get("io_concurrency", 1_000)
+    sleep = cfg.get("io_sleep", 0.1)
+    what = f"10. I/O-bound: {jobs:,} jobs awaiting asyncio.sleep({sleep:g}), concurrency {conc:,}"
+    specs += [
+        ("io_seconds", f"{what}, wall time", "s", None),
+        ("io_rate", f"{what}, rate", "jobs/s", None),
+        ("io_peak", "10. most handlers waiting at once", "jobs", None),
+    ]
     return specs
 
 
 def fmt(value: float, unit: str) -> str:
-    if unit == "ms":
+    if unit in ("ms", "s"):
         return f"{value:.2f}"
     if unit == "ratio":
         return f"{value:.3f}"
@@ -69,8 +95,8 @@ def cell(entry: dict[str, Any] | None, unit: str) -> str:
     return text
 
 
-def ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
-    if not a or not b or not b["median"]:
+def ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, unit: str = "") -> str:
+    if not a or not b or not b["median"] or unit == "jobs":
         return "—"
     return f"{a['median'] / b['median']:.2f}{TIMES}"
 
@@ -91,7 +117,8 @@ def markdown_table(data: dict[str, Any]) -> str:
         "TM / raw SQL",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for key, label, unit, raw_key in row_specs(concurrencies, data["config"]["backlog_measure"]):
+    specs = row_specs(concurrencies, data["config"]["backlog_measure"], data["config"])
+    for key, label, unit, raw_key in specs:
         row = results.get(key, {})
         if label.startswith(SAME_ROW):  # only the new ceiling and Taskmaster's ratio to it
             row = {"taskmaster": row["taskmaster"]} if "taskmaster" in row else {}
@@ -109,8 +136,8 @@ def markdown_table(data: dict[str, Any]) -> str:
                     cell(row.get("procrastinate"), unit),
                     cell(row.get("pgqueuer"), unit),
                     cell(raw, "jobs/s") if raw else "—",
-                    ratio(tm, row.get("procrastinate")),
-                    ratio(tm, row.get("pgqueuer")),
+                    ratio(tm, row.get("procrastinate"), unit),
+                    ratio(tm, row.get("pgqueuer"), unit),
                     ratio(tm, raw),
                 ]
             )
@@ -119,9 +146,11 @@ def markdown_table(data: dict[str, Any]) -> str:
     notes = [
         "",
         f"Medians of the repeats, (min{DASH}max) when repeated. Ratios are Taskmaster's median "
-        "over the other's: above 1 is better for jobs/s, below 1 is better for ms. "
+        "over the other's: above 1 is better for jobs/s, below 1 is better for ms and s. "
         "⏱ = at least one run stopped at the peer's time cap (rate over the jobs done). "
-        "Raw SQL is in rows/s.",
+        "Raw SQL is in rows/s. 3a/4a: Taskmaster with an `async def` handler, each run "
+        "right after the sync run of the same repeat; async/sync ratios are the median of "
+        "those pairs (best: of the two best medians).",
     ]
     return "\n".join(lines + notes) + "\n"
 
@@ -137,17 +166,22 @@ def write_plots(data: dict[str, Any], out: Path) -> list[Path]:
         return []
     labels = {name: info["label"] for name, info in data["systems"].items()}
     written = []
-    burn = data["samples"].get("burn", {})
-    latency = data["samples"].get("latency", {})
+    async_label = " (async handler)"
+    burn = {(name, labels[name]): v for name, v in data["samples"].get("burn", {}).items()}
+    for name, by_text in data["samples"].get("burn_async", {}).items():
+        burn[(name + "_async", labels[name] + async_label)] = by_text
+    latency = {(name, labels[name]): v for name, v in data["samples"].get("latency", {}).items()}
+    for name, samples in data["samples"].get("latency_async", {}).items():
+        latency[(name + "_async", labels[name] + async_label)] = samples
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     ax = axes[0]
-    for name, by_text in burn.items():
+    for (_, label), by_text in burn.items():
         by_conc = {int(c): v for c, v in by_text.items()}  # JSON made the keys strings
         concs = sorted(by_conc)
         med = [by_conc[c]["median"] for c in concs]
         low = [by_conc[c]["median"] - by_conc[c]["min"] for c in concs]
         high = [by_conc[c]["max"] - by_conc[c]["median"] for c in concs]
-        ax.errorbar(concs, med, yerr=[low, high], marker="o", capsize=3, label=labels[name])
+        ax.errorbar(concs, med, yerr=[low, high], marker="o", capsize=3, label=label)
     raw = data["results"].get("raw_delete_100", {}).get("rawsql")
     if raw:
         ax.axhline(raw["median"], linestyle="--", color="grey", label="raw SQL DELETE…LIMIT 100")
@@ -160,10 +194,10 @@ def write_plots(data: dict[str, Any], out: Path) -> list[Path]:
     if ax.get_legend_handles_labels()[0]:  # a partial run may have drawn nothing
         ax.legend()
     ax = axes[1]
-    for name, samples in latency.items():
+    for (_, label), samples in latency.items():
         ordered = sorted(samples)
         n = len(ordered)
-        ax.plot(ordered, [(i + 1) / n for i in range(n)], label=labels[name])
+        ax.plot(ordered, [(i + 1) / n for i in range(n)], label=label)
     ax.set_xscale("log")
     ax.set_xlabel("put → handler start (ms, log)")
     ax.set_ylabel("fraction of jobs")
@@ -184,10 +218,11 @@ def write_all(data: dict[str, Any], out: Path) -> str:
     table = markdown_table(data)
     samples = data["samples"]
     summary = {
-        "latency": {
+        kind: {
             name: {p: percentile(vals, p) for p in (50, 90, 99, 99.9)}
-            for name, vals in samples.get("latency", {}).items()
+            for name, vals in samples.get(kind, {}).items()
         }
+        for kind in ("latency", "latency_async")
     }
     (out / "results.json").write_text(
         json.dumps({**data, "latency_summary": summary}, indent=2, default=str)
@@ -200,7 +235,9 @@ def write_all(data: dict[str, Any], out: Path) -> str:
         f"run took {data['seconds']:.0f} s.\n\n"
     )
     settings = "\n".join(
-        f"- **{info['label']}**: {info['settings']}" for info in data["systems"].values()
+        f"- **{info['label']}**: {info['settings']}"
+        + (f"; `io` row: {info['io_settings']}" if info.get("io_settings") else "")
+        for info in data["systems"].values()
     )
     skipped = "".join(f"\n- skipped (not installed): {name}" for name in data["skipped"])
     (out / "results.md").write_text(header + table + "\nSettings:\n\n" + settings + skipped + "\n")

@@ -1,4 +1,5 @@
-"""Runs the rows of issue 6 for every selected system, side by side."""
+"""Runs the rows of issue 6 (and issue 11's async rows) for every selected system,
+side by side."""
 
 from __future__ import annotations
 
@@ -23,7 +24,22 @@ from ._common import (
 from ._taskmaster import TABLE, TaskmasterSystem, fill_sql, memory_burn
 
 ALL_SYSTEMS = ("taskmaster", "procrastinate", "pgqueuer")
-ALL_ROWS = ("put_one", "put_many", "burn", "latency", "mixed", "memory", "backlog", "rss", "rawsql")
+ALL_ROWS = (
+    "put_one",
+    "put_many",
+    "burn",
+    "burn_async",
+    "latency",
+    "latency_async",
+    "mixed",
+    "memory",
+    "backlog",
+    "rss",
+    "rawsql",
+    "io",
+)
+ASYNC_ROWS = ("burn_async", "latency_async", "io")
+"""Rows that run a Taskmaster consumer with an ``async def`` handler."""
 
 
 @dataclass
@@ -54,6 +70,10 @@ class Config:
     rss_concurrency: int = 8
     pgbench_seconds: int = 5
     pgbench_prefill: int = 1_000_000
+    io_jobs: int = 10_000
+    io_concurrency: int = 1_000
+    io_sleep: float = 0.1
+    io_cap: float = 120.0
 
     @classmethod
     def quick(cls) -> Config:
@@ -78,6 +98,8 @@ class Config:
             rss_large=50_000,
             pgbench_seconds=1,
             pgbench_prefill=200_000,
+            io_jobs=2_000,
+            io_cap=60.0,
         )
 
 
@@ -183,7 +205,13 @@ class Runner:
         self.system_names = systems
         self.rows = rows
         self.results: dict[str, dict[str, Any]] = {}
-        self.samples: dict[str, Any] = {"latency": {}, "mixed": {}, "burn": {}}
+        self.samples: dict[str, Any] = {
+            "latency": {},
+            "latency_async": {},
+            "mixed": {},
+            "burn": {},
+            "burn_async": {},
+        }
         self.notes: list[str] = []
         self.databases: dict[str, str] = {}
         tag = f"{os.getpid()}"
@@ -231,7 +259,12 @@ class Runner:
             "machine": info,
             "config": asdict(cfg),
             "systems": {
-                name: {"label": s.label, "settings": s.settings} for name, s in systems.items()
+                name: {
+                    "label": s.label,
+                    "settings": s.settings,
+                    **({"io_settings": s.io_settings} if "io" in self.rows else {}),
+                }
+                for name, s in systems.items()
             },
             "skipped": [s for s in self.system_names if s not in systems],
             "results": self.results,
@@ -248,6 +281,11 @@ class Runner:
         system.fill(2_000)
         system.burn(2_000, 8, 30)
         system.latency(20, 0.005, 4)
+        if name == "taskmaster" and any(row in self.rows for row in ASYNC_ROWS):
+            system.reset()
+            system.fill(2_000)
+            system.burn(2_000, 8, 30, kind="async")
+            system.latency(20, 0.005, 4, kind="async")
         system.reset()
         log(f"{name}: warmed up")
 
@@ -257,12 +295,23 @@ class Runner:
             self._row_put_one(systems)
         if "put_many" in self.rows:
             self._row_put_many(systems)
-        if "burn" in self.rows:
-            self._row_burn(systems)
-        if "latency" in self.rows:
-            self._row_latency(systems)
+        # The async rows are Taskmaster's own and are measured beside its sync
+        # row, repeat by repeat: asking for one runs Taskmaster's sync row too.
+        tm_only = {k: v for k, v in systems.items() if k == "taskmaster"}
+        if "burn" in self.rows or ("burn_async" in self.rows and tm_only):
+            self._row_burn(
+                systems if "burn" in self.rows else tm_only,
+                with_async="burn_async" in self.rows and bool(tm_only),
+            )
+        if "latency" in self.rows or ("latency_async" in self.rows and tm_only):
+            self._row_latency(
+                systems if "latency" in self.rows else tm_only,
+                with_async="latency_async" in self.rows and bool(tm_only),
+            )
         if "mixed" in self.rows:
             self._row_mixed(systems)
+        if "io" in self.rows:
+            self._row_io(systems)
         tm = systems.get("taskmaster")
         if "memory" in self.rows and "taskmaster" in self.system_names:
             self._row_memory()
@@ -314,15 +363,19 @@ class Runner:
             self.put("put_many", name, vals)
             log(f"  {name:<14} {self.results['put_many'][name]['median']:>10,.0f} jobs/s")
 
-    def _row_burn(self, systems: dict[str, Any]) -> None:
+    def _row_burn(self, systems: dict[str, Any], with_async: bool = False) -> None:
         cfg = self.config
         log(
             f"row 3: burn-down of a pre-filled queue (Taskmaster {cfg.burn_taskmaster:,} jobs; "
             f"peers {cfg.burn_peer:,} jobs, capped at {cfg.burn_cap_peer:g} s)"
+            + ("; Taskmaster with an async handler right after its sync run" if with_async else "")
         )
+        async_values: dict[int, list[float]] = {}
+        async_capped: dict[int, int] = {}
         for conc in cfg.concurrencies:
             values: dict[str, list[float]] = {s: [] for s in systems}
             capped: dict[str, int] = {s: 0 for s in systems}
+            async_values[conc], async_capped[conc] = [], 0
             for _ in range(cfg.repeat):
                 for name, system in systems.items():
                     tm = name == "taskmaster"
@@ -333,6 +386,12 @@ class Runner:
                     out = system.burn(count, conc, cap)
                     values[name].append(out["processed"] / out["seconds"])
                     capped[name] += bool(out["capped"])
+                    if tm and with_async:  # same repeat, same state, async handler
+                        system.reset()
+                        system.fill(count)
+                        out = system.burn(count, conc, cap, kind="async")
+                        async_values[conc].append(out["processed"] / out["seconds"])
+                        async_capped[conc] += bool(out["capped"])
             parts = []
             for name, vals in values.items():
                 note = f"{capped[name]}/{cfg.repeat} runs stopped at the time cap"
@@ -341,6 +400,25 @@ class Runner:
                 self.samples["burn"].setdefault(name, {})[conc] = self.results[f"burn_c{conc}"][
                     name
                 ]
+            if with_async:
+                sync_vals = values["taskmaster"]
+                self.put(
+                    f"burn_async_c{conc}",
+                    "taskmaster",
+                    async_values[conc],
+                    capped=async_capped[conc],
+                )
+                self.samples["burn_async"].setdefault("taskmaster", {})[conc] = self.results[
+                    f"burn_async_c{conc}"
+                ]["taskmaster"]
+                # Paired: each async run over the sync run of the same repeat.
+                paired = [a / b for a, b in zip(async_values[conc], sync_vals, strict=True)]
+                self.put(f"burn_async_ratio_c{conc}", "taskmaster", paired)
+                parts.append(
+                    f"taskmaster async "
+                    f"{self.results[f'burn_async_c{conc}']['taskmaster']['median']:,.0f} "
+                    f"(async/sync {summarize(paired)['median']:.2f})"
+                )
             log(f"  c={conc:<3} " + ", ".join(parts) + " jobs/s")
         for name in systems:
             best = max(cfg.concurrencies, key=lambda c: self.results[f"burn_c{c}"][name]["median"])
@@ -348,16 +426,38 @@ class Runner:
             entry["concurrency"] = best
             self.results.setdefault("burn_best", {})[name] = entry
             log(f"  best {name}: {entry['median']:,.0f} jobs/s at concurrency {best}")
+        if with_async:
+            best = max(
+                cfg.concurrencies,
+                key=lambda c: self.results[f"burn_async_c{c}"]["taskmaster"]["median"],
+            )
+            entry = dict(self.results[f"burn_async_c{best}"]["taskmaster"])
+            entry["concurrency"] = best
+            self.results.setdefault("burn_async_best", {})["taskmaster"] = entry
+            sync_best = self.results["burn_best"]["taskmaster"]
+            share = entry["median"] / sync_best["median"]
+            self.put(
+                "burn_async_ratio_best",
+                "taskmaster",
+                [share],
+                note="median of the best async concurrency over median of the best sync one",
+            )
+            log(
+                f"  best taskmaster async: {entry['median']:,.0f} jobs/s at concurrency {best}; "
+                f"async best / sync best {share:.2f} (target >= 0.80)"
+            )
 
-    def _row_latency(self, systems: dict[str, Any]) -> None:
+    def _row_latency(self, systems: dict[str, Any], with_async: bool = False) -> None:
         cfg = self.config
         log(
             f"row 4: put -> handler start, idle consumer (concurrency {cfg.latency_concurrency}), "
             f"{cfg.latency_jobs} jobs {cfg.latency_interval * 1000:g} ms apart"
+            + ("; Taskmaster with an async handler right after its sync run" if with_async else "")
         )
         per: dict[str, dict[str, list[float]]] = {
             s: {"p50": [], "p90": [], "p99": []} for s in systems
         }
+        per_async: dict[str, list[float]] = {"p50": [], "p90": [], "p99": []}
         for _ in range(cfg.repeat):
             for name, system in systems.items():
                 system.reset()
@@ -367,6 +467,17 @@ class Runner:
                 self.samples["latency"].setdefault(name, []).extend(lat)
                 for p in (50, 90, 99):
                     per[name][f"p{p}"].append(percentile(lat, p))
+                if name == "taskmaster" and with_async:
+                    system.reset()
+                    lat = system.latency(
+                        cfg.latency_jobs,
+                        cfg.latency_interval,
+                        cfg.latency_concurrency,
+                        kind="async",
+                    )
+                    self.samples["latency_async"].setdefault(name, []).extend(lat)
+                    for p in (50, 90, 99):
+                        per_async[f"p{p}"].append(percentile(lat, p))
         for name, by_p in per.items():
             for key, vals in by_p.items():
                 self.put(f"latency_{key}", name, vals)
@@ -374,6 +485,53 @@ class Runner:
                 f"  {name:<14} p50 {self.results['latency_p50'][name]['median']:.2f} ms, "
                 f"p90 {self.results['latency_p90'][name]['median']:.2f} ms, "
                 f"p99 {self.results['latency_p99'][name]['median']:.2f} ms"
+            )
+        if with_async:
+            for key, vals in per_async.items():
+                self.put(f"latency_async_{key}", "taskmaster", vals)
+            log(
+                f"  {'taskmaster async':<14} "
+                f"p50 {self.results['latency_async_p50']['taskmaster']['median']:.2f} ms, "
+                f"p90 {self.results['latency_async_p90']['taskmaster']['median']:.2f} ms, "
+                f"p99 {self.results['latency_async_p99']['taskmaster']['median']:.2f} ms "
+                "(targets p50 <= 2 ms, p99 <= 5 ms)"
+            )
+
+    def _row_io(self, systems: dict[str, Any]) -> None:
+        cfg = self.config
+        n, conc = cfg.io_jobs, cfg.io_concurrency
+        log(
+            f"row 10: I/O-bound, {n:,} pre-filled jobs whose async handler awaits "
+            f"asyncio.sleep({cfg.io_sleep:g}), concurrency {conc:,} "
+            f"(ideal {n / conc * cfg.io_sleep:.1f} s), capped at {cfg.io_cap:g} s"
+        )
+        for system in systems.values():  # warm-up of the async path, unmeasured
+            warm = min(n, 1_000)
+            system.reset()
+            system.fill(warm)
+            system.io(warm, conc, cfg.io_sleep, cfg.io_cap)
+        seconds: dict[str, list[float]] = {s: [] for s in systems}
+        rates: dict[str, list[float]] = {s: [] for s in systems}
+        peaks: dict[str, list[float]] = {s: [] for s in systems}
+        capped: dict[str, int] = {s: 0 for s in systems}
+        for _ in range(cfg.repeat):
+            for name, system in systems.items():
+                system.reset()
+                system.fill(n)
+                out = system.io(n, conc, cfg.io_sleep, cfg.io_cap)
+                seconds[name].append(out["seconds"])
+                rates[name].append(out["processed"] / out["seconds"])
+                peaks[name].append(out["peak"])
+                capped[name] += bool(out["capped"])
+        for name in systems:
+            self.put("io_seconds", name, seconds[name], capped=capped[name])
+            self.put("io_rate", name, rates[name], capped=capped[name])
+            self.put("io_peak", name, peaks[name])
+            log(
+                f"  {name:<14} {self.results['io_seconds'][name]['median']:.2f} s, "
+                f"{self.results['io_rate'][name]['median']:,.0f} jobs/s, at most "
+                f"{self.results['io_peak'][name]['median']:,.0f} handlers waiting at once"
+                + (f" ({capped[name]}/{cfg.repeat} runs capped)" if capped[name] else "")
             )
 
     def _row_mixed(self, systems: dict[str, Any]) -> None:

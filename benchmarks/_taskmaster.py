@@ -3,21 +3,71 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 from taskmaster_core import ACK, Consumer, Job, Publisher
 from taskmaster_memory import MemoryBroker
 from taskmaster_postgres import PostgresBroker
 
-from ._common import QUEUE, BenchError, Recorder, execute, latencies_ms, pace, wait_for
+from ._common import (
+    QUEUE,
+    BenchError,
+    IoLoad,
+    Recorder,
+    execute,
+    latencies_ms,
+    pace,
+    wait_for,
+)
 
 TABLE = "taskmaster_jobs"
 
 SETTINGS = (
     "Consumer defaults (prefetch, flush_interval, lease, poll_interval as shipped), "
     "PostgresBroker defaults (small pool, LISTEN/NOTIFY on), sync no-op handler "
-    "returning ACK (acked jobs are deleted)"
+    "returning ACK (acked jobs are deleted); the async rows the same with an "
+    "`async def` handler (Consumer runs it on its own event loop thread)"
 )
+
+IO_SETTINGS = (
+    "Consumer(concurrency=1000) with an `async def` handler: for an async "
+    "handler, concurrency is the number of handlers awaiting at once on the "
+    "consumer's event loop; everything else at its defaults"
+)
+
+HandlerKind = Literal["sync", "async"]
+
+
+def make_handler(
+    recorder: Recorder, kind: HandlerKind = "sync", io: IoLoad | None = None
+) -> Callable[[Job], Any]:
+    """The no-op handler (records the job's number, returns ACK), as a plain
+    function or as ``async def``; with ``io``, an async handler that first
+    awaits ``io.run()`` (``asyncio.sleep``) and records when it is done."""
+    record = recorder.record
+    if io is not None:
+        run_io = io.run
+
+        async def wait_io(job: Job) -> Any:
+            await run_io()
+            record(job.payload["i"])
+            return ACK
+
+        return wait_io
+    if kind == "async":
+
+        async def noop_async(job: Job) -> Any:
+            record(job.payload["i"])
+            return ACK
+
+        return noop_async
+
+    def noop(job: Job) -> Any:
+        record(job.payload["i"])
+        return ACK
+
+    return noop
 
 
 def fill_sql(
@@ -44,6 +94,7 @@ class TaskmasterSystem:
     name = "taskmaster"
     label = "Taskmaster"
     settings = SETTINGS
+    io_settings = IO_SETTINGS
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
@@ -88,31 +139,41 @@ class TaskmasterSystem:
 
     # -- consuming --------------------------------------------------------------
 
-    def _consumer(self, recorder: Recorder, concurrency: int, broker: Any = None) -> Consumer:
-        record = recorder.record
-
-        def handler(job: Job) -> Any:
-            record(job.payload["i"])
-            return ACK
-
+    def _consumer(
+        self,
+        recorder: Recorder,
+        concurrency: int,
+        broker: Any = None,
+        *,
+        kind: HandlerKind = "sync",
+        io: IoLoad | None = None,
+    ) -> Consumer:
+        handler = make_handler(recorder, kind, io)
         return Consumer(broker or self.broker, QUEUE, handler, concurrency=concurrency)
 
     def burn(
-        self, count: int, concurrency: int, cap: float, *, exact: bool = True
+        self,
+        count: int,
+        concurrency: int,
+        cap: float,
+        *,
+        exact: bool = True,
+        kind: HandlerKind = "sync",
     ) -> dict[str, Any]:
         """Process a pre-filled queue of ``count`` jobs; time until all are settled.
 
         ``exact=False``: the table holds more jobs (a backlog); time the first
-        ``count`` and only check that none ran twice."""
+        ``count`` and only check that none ran twice. ``kind="async"``: the
+        same no-op handler as ``async def``."""
         recorder = Recorder()
-        consumer = self._consumer(recorder, concurrency)
+        consumer = self._consumer(recorder, concurrency, kind=kind)
         t0 = time.perf_counter()
         consumer.start()
         finished = wait_for(lambda: consumer.processed >= count, cap)
         elapsed = time.perf_counter() - t0
         settled = consumer.processed
         consumer.stop()
-        what = f"taskmaster burn-down c={concurrency}"
+        what = f"taskmaster burn-down c={concurrency}" + (" (async)" if kind == "async" else "")
         if finished and exact:
             recorder.check_exact(count, what=what)
             left = self.queued()
@@ -122,9 +183,44 @@ class TaskmasterSystem:
             recorder.check_no_duplicates(what=what)
         return {"processed": settled, "seconds": elapsed, "capped": not finished}
 
-    def latency(self, count: int, interval: float, concurrency: int) -> list[float]:
+    def io(self, count: int, concurrency: int, sleep: float, cap: float) -> dict[str, Any]:
+        """A pre-filled queue of ``count`` jobs whose async handler awaits
+        ``asyncio.sleep(sleep)``; time from ``start()`` until every outcome is
+        settled. Fails unless each job ran exactly once, none is left in the
+        table, and no more than ``concurrency`` handlers ever waited at once."""
         recorder = Recorder()
-        consumer = self._consumer(recorder, concurrency)
+        load = IoLoad(sleep)
+        consumer = self._consumer(recorder, concurrency, io=load)
+        t0 = time.perf_counter()
+        consumer.start()
+        finished = wait_for(lambda: consumer.processed >= count, cap)
+        elapsed = time.perf_counter() - t0
+        settled = consumer.processed
+        consumer.stop()
+        what = f"taskmaster io c={concurrency}"
+        if finished:
+            recorder.check_exact(count, what=what)
+            left = self.queued()
+            if left:
+                raise BenchError(f"{what}: {left} jobs left in the table after all were settled")
+        else:
+            recorder.check_no_duplicates(what=what)
+        if load.inflight.peak > concurrency:
+            raise BenchError(
+                f"{what}: {load.inflight.peak} handlers ran at once, more than {concurrency}"
+            )
+        return {
+            "processed": settled,
+            "seconds": elapsed,
+            "capped": not finished,
+            "peak": load.inflight.peak,
+        }
+
+    def latency(
+        self, count: int, interval: float, concurrency: int, *, kind: HandlerKind = "sync"
+    ) -> list[float]:
+        recorder = Recorder()
+        consumer = self._consumer(recorder, concurrency, kind=kind)
         publisher = Publisher(self.broker)
         sent: dict[int, float] = {}
         with consumer:
@@ -136,7 +232,7 @@ class TaskmasterSystem:
                 publisher.put(QUEUE, {"i": i})
             if not wait_for(lambda: recorder.count >= count, 30):
                 raise BenchError(f"taskmaster latency: only {recorder.count}/{count} jobs ran")
-        recorder.check_exact(count, what="taskmaster latency")
+        recorder.check_exact(count, what=f"taskmaster latency ({kind} handler)")
         return latencies_ms(sent, recorder.started)
 
     def mixed(self, duration: float, concurrency: int) -> dict[str, Any]:
