@@ -27,6 +27,7 @@ pytest.register_assert_rewrite(
 
 from ._base import ContractBase  # noqa: E402
 from ._builders import ack, fail, info, new_job, put_one, retry  # noqa: E402
+from ._contract_async import AsyncConsumerContract  # noqa: E402
 from ._contract_consumer import ConsumerContract  # noqa: E402
 from ._contract_model import BrokerMachine, ModelContract  # noqa: E402
 from ._contract_operations import OperationsContract  # noqa: E402
@@ -36,6 +37,7 @@ from ._harness import FakeClock, Harness, HarnessFactory  # noqa: E402
 from ._suite import BrokerContract  # noqa: E402
 
 __all__ = [
+    "AsyncConsumerContract",
     "BrokerContract",
     "BrokerMachine",
     "ConsumerContract",

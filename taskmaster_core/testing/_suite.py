@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._contract_async import AsyncConsumerContract
 from ._contract_consumer import ConsumerContract
 from ._contract_model import ModelContract
 from ._contract_operations import OperationsContract
@@ -12,10 +13,16 @@ __all__ = ["BrokerContract"]
 
 
 class BrokerContract(
-    PutClaimContract, SettleContract, OperationsContract, ConsumerContract, ModelContract
+    PutClaimContract,
+    SettleContract,
+    OperationsContract,
+    ConsumerContract,
+    AsyncConsumerContract,
+    ModelContract,
 ):
     """Every contract test: the broker's operations (putting, claiming,
     settling, leases and fencing, dedup keys, requeue/delete/prune, stats,
-    wake-ups, closing), the consumer loop on the broker, and the hypothesis
+    wake-ups, closing), the consumer loop on the broker (sync and async
+    handlers), and the hypothesis
     model test. Subclass it as ``Test...`` and define ``make_harness``
     (see :class:`~taskmaster_core.testing._base.ContractBase`)."""

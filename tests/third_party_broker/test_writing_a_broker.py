@@ -16,9 +16,9 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 GUIDE = HERE.parents[1] / "docs" / "plugins.md"
-CONTRACT_TESTS = 60  # each class of tests/contract/test_brokers.py runs as many
+CONTRACT_TESTS = 82  # each class of tests/contract/test_brokers.py runs as many
 KEEP_DONE_TESTS = 4  # the contract tests that build a broker with keep_done=True
-WAKE_UP_TESTS = 4  # the contract tests of Capability.WAKE_UPS
+WAKE_UP_TESTS = 6  # the contract tests of Capability.WAKE_UPS
 
 
 def guide_test_module() -> str:
@@ -84,8 +84,12 @@ def test_options_and_capabilities_a_broker_lacks_skip_their_tests(
     result = project.runpytest_subprocess("-rs", "-p", "no:cacheprovider")
     skipped = KEEP_DONE_TESTS + WAKE_UP_TESTS
     result.assert_outcomes(passed=CONTRACT_TESTS - skipped, skipped=skipped)
-    result.stdout.fnmatch_lines(["*SKIPPED [[]4] *: MyBroker has no keep_done option"])
-    result.stdout.fnmatch_lines(["*SKIPPED [[]4] *: Plainer does not declare Capability.WAKE_UPS"])
+    result.stdout.fnmatch_lines(
+        [f"*SKIPPED [[]{KEEP_DONE_TESTS}] *: MyBroker has no keep_done option"]
+    )
+    result.stdout.fnmatch_lines(
+        [f"*SKIPPED [[]{WAKE_UP_TESTS}] *: Plainer does not declare Capability.WAKE_UPS"]
+    )
 
 
 def test_a_consumer_killed_by_the_broker_fails_its_test_at_once_naming_the_error(
@@ -107,6 +111,6 @@ def test_a_consumer_killed_by_the_broker_fails_its_test_at_once_naming_the_error
     result = project.runpytest_subprocess(
         "-p", "no:cacheprovider", "-k", "test_every_job_is_handled_exactly_once_with_many_workers"
     )
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*died of TypeError('settle got confused')*"])
+    result.assert_outcomes(failed=2)  # with a sync and with an async handler
+    result.stdout.fnmatch_lines(["*died of TypeError('settle got confused')*"] * 2)
     assert result.duration < 20, f"took {result.duration:.0f}s: it waited out the timeout"
