@@ -47,6 +47,15 @@ logger = logging.getLogger("taskmaster.consumer")
 _CANCEL_GRACE = 5.0
 """Seconds a stop waits for cancelled handlers to unwind."""
 
+_STARTS_PER_STEP = 16
+"""Most worker tasks started in one step of the loop."""
+
+_WAKES_PER_STEP = 32
+"""Most idle workers woken in one callback when jobs come."""
+
+_STEP_SECONDS = 0.002
+"""How long a worker runs jobs that do not wait before it lets others run."""
+
 _UNSLOTTED = Slot()
 """The ledger's slot for async jobs: the watchdog of threads is not used
 (timeouts are enforced on the loop), so no job is ever abandoned."""
@@ -87,6 +96,9 @@ class Inbox:
     def _woken(self) -> None:
         self._signalled = False  # before the jobs are taken: a later put signals again
         self._wake()
+
+    def waiting(self) -> int:
+        return len(self._jobs)
 
     def take(self) -> ClaimedJob | None:
         """The next job, or ``None``."""
@@ -132,6 +144,9 @@ class AsyncWorkers:
         self._spawn = spawn
         self._failed = failed
         self._tasks: set[asyncio.Task[None]] = set()
+        """The worker tasks."""
+        self._idle: deque[asyncio.Future[None]] = deque()
+        """Futures of workers waiting for jobs, woken in order."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._launched = False
@@ -198,17 +213,26 @@ class AsyncWorkers:
     # -- on the loop -----------------------------------------------------------
 
     async def serve(self) -> None:
-        """Start tasks for the jobs the fetcher hands over until the consumer
-        stops; then wait for the running ones (``finish`` cancels them at its
-        deadline)."""
-        self._loop = asyncio.get_running_loop()
+        """Start ``concurrency`` worker tasks, wait for the stop, then for
+        the workers (``finish`` cancels them at its deadline)."""
+        loop = self._loop = asyncio.get_running_loop()
         self._wakeup = wakeup = asyncio.Event()
-        self._inbox.attach(self._loop, wakeup.set)
+        self._inbox.attach(loop, self._jobs_came)
         try:
+            for number in range(1, self._concurrency + 1):
+                if self._stopping.is_set():
+                    break
+                task = loop.create_task(self._work(), name=f"{self.name}-worker-{number}")
+                self._tasks.add(task)
+                task.add_done_callback(self._worked)
+                if number % _STARTS_PER_STEP == 0:
+                    await asyncio.sleep(0)  # let other callbacks run between batches
             while not self._stopping.is_set():
-                self._fill()
                 await wakeup.wait()
                 wakeup.clear()
+            while self._idle:  # idle workers see the stop and end, a batch a step
+                self._wake_idle(_WAKES_PER_STEP)
+                await asyncio.sleep(0)
         finally:
             self._inbox.detach()
             try:
@@ -237,27 +261,52 @@ class AsyncWorkers:
         if exc is not None:
             self._failed("event-loop", exc, "task")
 
-    def _fill(self) -> None:
-        """Start tasks for waiting jobs while there is room."""
-        tasks, loop, take = self._tasks, self._loop, self._inbox.take
+    def _jobs_came(self) -> None:
+        """The fetcher added jobs: wake idle workers for them, a few at a time
+        (each woken worker wakes two more while jobs wait: waking 500 in one
+        callback would hold the loop)."""
+        self._wake_idle(min(self._inbox.waiting(), _WAKES_PER_STEP))
+
+    def _wake_idle(self, count: int) -> None:
+        idle = self._idle
+        while count > 0 and idle:
+            waiter = idle.popleft()
+            if not waiter.done():  # a cancelled worker's is
+                waiter.set_result(None)
+                count -= 1
+
+    async def _work(self) -> None:
+        """One worker: run jobs from the inbox one after another until the
+        consumer stops. Jobs that do not wait run back to back in one step of
+        the loop, up to ``_STEP_SECONDS``; then the worker lets others run."""
+        take, run, stopping = self._inbox.take, self._run, self._stopping
+        clock = time.perf_counter
+        loop = self._loop
         assert loop is not None
-        while len(tasks) < self._concurrency and not self._stopping.is_set():
+        step_ends = clock() + _STEP_SECONDS
+        while not stopping.is_set():
             claimed = take()
             if claimed is None:
-                return
-            task = loop.create_task(self._run(claimed), name=f"job {claimed.id}")
-            tasks.add(task)
-            task.add_done_callback(self._ran)
+                waiter = loop.create_future()
+                self._idle.append(waiter)
+                await waiter
+                self._wake_idle(min(self._inbox.waiting() - 1, 2))
+                step_ends = clock() + _STEP_SECONDS
+                continue
+            await run(claimed)
+            if clock() > step_ends:
+                await asyncio.sleep(0)
+                step_ends = clock() + _STEP_SECONDS
 
-    def _ran(self, task: asyncio.Task[None]) -> None:
+    def _worked(self, task: asyncio.Task[None]) -> None:
+        """A worker task ended: when the consumer stops, or cancelled by a
+        stop; an exception is a bug of ours (``_run`` catches what handlers
+        do), supervised like a role thread's."""
         self._tasks.discard(task)
         if not task.cancelled():
             exc = task.exception()
-            if exc is not None:  # a bug of ours: _run catches what handlers do
+            if exc is not None:
                 self._failed("event-loop", exc, "task")
-        self._fill()
-        if not self._tasks and self._stopping.is_set() and self._wakeup is not None:
-            self._wakeup.set()
 
     def _cancel_all(self) -> None:
         for task in self._tasks:

@@ -255,11 +255,7 @@ class Consumer:
         (``False`` is returned). A second call while a stop is under way waits
         for it (see also :meth:`hurry`). On the event loop that runs its
         handlers, use ``await stop_async()``: this would block that loop."""
-        if self._workers.on_loop_thread():
-            raise TaskmasterError(
-                f"{self.name}.stop() was called on the event loop that runs its handlers, "
-                "which it would block: use `await consumer.stop_async()` (or `async with`)"
-            )
+        self._refuse_on_loop("stop", "await consumer.stop_async()` (or `async with")
         with self._lock:
             if not self._started:
                 return True
@@ -300,6 +296,15 @@ class Consumer:
         running the handlers that are finishing."""
         return await asyncio.to_thread(self.stop, timeout)
 
+    def _refuse_on_loop(self, method: str, instead: str) -> None:
+        """A blocking call on the event loop that runs this consumer's
+        handlers would wait for handlers that cannot run: refuse it."""
+        if self._workers.on_loop_thread():
+            raise TaskmasterError(
+                f"{self.name}.{method}() was called on the event loop that runs its "
+                f"handlers, which it would block: use `{instead}`"
+            )
+
     def _workers_cancelled(self) -> bool:
         return isinstance(self._workers, AsyncWorkers) and self._workers.cancelled > 0
 
@@ -339,6 +344,7 @@ class Consumer:
         them) do not count
         unless ``scheduled`` is true. It polls ``broker.stats()`` (see
         ``_idle``): for tests and scripts, not for a hot path."""
+        self._refuse_on_loop("wait_idle", "await consumer.wait_idle_async()")
         if not self._started:
             raise TaskmasterError(
                 f"{self.name} was never started; wait_idle() waits for a running consumer "

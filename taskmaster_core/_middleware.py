@@ -123,8 +123,10 @@ def _wraps(layer: object, method: str, other: str, handler: str) -> bool:
     for name, should_be_async in (("process", False), ("process_async", True)):
         wrong = inspect.iscoroutinefunction(getattr(layer, name, None)) != should_be_async
         if wrong and _overrides(layer, name):
-            kind = "async def" if should_be_async else "def (not async def)"
-            raise ConfigurationError(f"{layer!r}: {name} must be a {kind} method")
+            kind = "an async def" if should_be_async else "a def (not async def)"
+            raise ConfigurationError(
+                f"{layer!r}: {name} must be {kind} method (docs/middleware.md)"
+            )
     if _overrides(layer, method):
         return True
     if _overrides(layer, other):

@@ -12,10 +12,11 @@ handler asking (docs/concepts.md, "What the consumer logs").
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
-from collections.abc import Callable, Generator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import Any, Generic, TypeVar
 
 from ._broker import Broker
 from ._errors import TaskmasterError
@@ -31,6 +32,7 @@ __all__ = ["Run", "Runner", "drain", "drain_async", "is_async_handler", "log_out
 logger = logging.getLogger("taskmaster.consumer")
 
 Handler = Callable[[Job], Any]
+T = TypeVar("T")
 
 Run = tuple[Settlement, BaseException | None, int]
 """What running a job came to: its settlement, the exception behind it if
@@ -44,6 +46,42 @@ def is_async_handler(handler: object) -> bool:
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
         getattr(handler, "__call__", None)  # noqa: B004 - the method itself is inspected
     )
+
+
+def in_context(awaitable: Awaitable[T]) -> Awaitable[T]:
+    """Await ``coroutine`` in a copy of the current context, as a task of its
+    own would: context variables a handler sets stay with its job, and the
+    next job on the same worker starts from the consumer's context. Each
+    step of the coroutine runs in that copy; futures it waits on, and a
+    cancellation thrown into it, pass through unchanged (it still runs in
+    the worker's task: ``current_task()``, timeouts and cancellation work)."""
+    steps: Generator[Any, Any, T] = awaitable.__await__()
+    return _InContext(steps, contextvars.copy_context())
+
+
+class _InContext(Generic[T]):
+    __slots__ = ("_context", "_steps")
+
+    def __init__(self, steps: Generator[Any, Any, T], context: contextvars.Context) -> None:
+        self._steps = steps
+        self._context = context
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        run, steps = self._context.run, self._steps
+        send, throw = steps.send, steps.throw
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            try:
+                yielded = run(send, sent) if thrown is None else run(throw, thrown)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+            sent, thrown = None, None
+            try:
+                sent = yield yielded
+            except BaseException as exc:  # a cancellation (or another throw) for the coroutine
+                thrown = exc
 
 
 def _being_cancelled() -> bool:
@@ -92,7 +130,7 @@ class Runner:
         if not isinstance(job, Job):
             return job
         try:
-            outcome = self._process(job)
+            outcome = contextvars.copy_context().run(self._process, job)
         except BaseException as exc:
             return self._raised(claimed, exc)
         return self._judged(claimed, outcome)
@@ -108,7 +146,7 @@ class Runner:
             return job
         if self._job_timeout is None:
             try:
-                outcome = await self._process_async(job)
+                outcome = await in_context(self._process_async(job))
             except BaseException as exc:
                 if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
                     raise
@@ -117,7 +155,7 @@ class Runner:
         deadline = asyncio.timeout(self._job_timeout)
         try:
             async with deadline:
-                outcome = await self._process_async(job)
+                outcome = await in_context(self._process_async(job))
         except BaseException as exc:
             if deadline.expired():
                 return self.timed_out(claimed, "its task was cancelled")
@@ -161,9 +199,14 @@ class Runner:
             close = getattr(outcome, "close", None)
             if callable(close):
                 close()  # never awaited: no "coroutine was never awaited" warning later
+            advice = (
+                "await it in the handler (`return await ...`)"
+                if self.is_async
+                else "a sync consumer does not await; declare the handler `async def`"
+            )
             error = (
-                f"handler returned {type(outcome).__name__} {outcome!r}: a sync consumer does "
-                "not await; declare the handler `async def` (docs/async.md)"
+                f"handler returned {type(outcome).__name__} {outcome!r} instead of an outcome: "
+                f"{advice} (docs/async.md)"
             )
         else:
             error = (

@@ -79,12 +79,18 @@ class Workers:
         """Stop the workers (one stop sentinel each) and wait for their
         running handlers until ``deadline`` or ``hurry``; return the names
         of the threads still running one."""
-        workers = self.threads()
-        for _ in workers:
+        slots = [slot for slot in self._ledger.slots() if slot.thread is not None]
+        for _ in slots:
             self._work.put(None)
-        for worker in workers:
-            join_until(worker, deadline, hurry)
-        return [worker.name for worker in workers if worker.is_alive()]
+        for slot in slots:
+            join_until(slot.thread, deadline, hurry)  # type: ignore[arg-type]
+        # Hurried, a thread may not have taken its sentinel yet: only one
+        # running a job is busy (an idle one ends on its sentinel).
+        return [
+            slot.thread.name
+            for slot in slots
+            if slot.thread is not None and slot.thread.is_alive() and slot.job is not None
+        ]
 
     def on_loop_thread(self) -> bool:
         """Worker threads have no event loop (see ``AsyncWorkers``)."""

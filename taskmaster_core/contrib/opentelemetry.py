@@ -10,6 +10,7 @@ recorded on the span; rejects and failures set an error status.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -112,10 +113,19 @@ class TracingMiddleware(Middleware):
         if span_of_job is None:
             result: Outcome = await call_next(job)
             return result
-        # The span is current in this job's task only: each async job runs in
-        # a task of its own, with its own copy of the context variables.
+        # The span is current for this job only: each job runs in a copy of
+        # the context (see Runner.run_async), whichever worker task runs it.
         with span_of_job as span:
-            outcome: Outcome = await call_next(job)
+            try:
+                outcome: Outcome = await call_next(job)
+            except asyncio.CancelledError as exc:  # not an Exception: the span skips it
+                span.record_exception(exc)
+                span.set_status(
+                    trace.Status(
+                        trace.StatusCode.ERROR, "cancelled (job_timeout, or the consumer stopped)"
+                    )
+                )
+                raise
             return _recorded(span, outcome)
 
     def _span(self, job: Job) -> Any:

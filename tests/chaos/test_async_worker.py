@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
@@ -396,3 +397,42 @@ def test_the_memory_broker_worker_cancels_async_handlers_at_the_stop_timeout(
     assert f"status=retry queue={app.async_queue}" in log, log
     assert CANCELLED in log
     assert code == EXIT_HANDLERS_ABANDONED, log
+
+
+@pytest.mark.chaos
+@pytest.mark.postgres
+def test_a_second_sigterm_does_not_count_idle_sync_workers_as_abandoned(
+    chaos: ChaosDB, app: App, spawn: Spawn
+) -> None:
+    """No handler is running anywhere: the hurried stop is clean (exit 0).
+    The test holds the stop before the consumers' workers are stopped (the
+    fetchers' claims wait on a lock on the jobs table), so the second
+    SIGTERM reaches them there, every time."""
+    worker = spawn(worker_url(chaos), "tests.chaos.async_apps:mixed", env=app.env())
+    worker.wait_ready()
+    pid = worker.popen.pid
+    with psycopg.connect(chaos.dsn) as locker:
+        locker.execute(
+            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(chaos.broker.names.qualified)
+        )
+
+        def claims_waiting() -> int:
+            ((count,),) = chaos.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name LIKE %s AND wait_event_type = 'Lock'",
+                [f"taskmaster/{pid}/%"],
+            )
+            return int(count)
+
+        wait_for(lambda: claims_waiting() >= 2, 30, "both consumers' claims waiting")
+        worker.sigterm()
+        worker.wait_logged("SIGTERM received: stopping")
+        worker.sigterm()
+        worker.wait_logged("SIGTERM received again")
+        worker.wait_logged("worker stopped")
+        locker.rollback()
+    code = worker.wait()
+    log = worker.log()
+    # Expected (0, False); the idle sync consumer's worker threads, not yet
+    # out of their loop when hurried, are reported as handlers still running.
+    assert (code, "handler(s) still running" in log) == (0, False), log

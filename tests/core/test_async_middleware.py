@@ -915,3 +915,73 @@ def test_a_sync_handler_returning_a_coroutine_fails_saying_to_declare_it_async(
     assert "declare the handler `async def`" in failed.getMessage()
     statuses = [r.__dict__.get("outcome") for r in caplog.records if r.name == "taskmaster.jobs"]
     assert statuses == [None, "invalid"]
+
+
+# -- found while writing these tests ---------------------------------------------------
+
+
+def test_an_async_handler_that_returns_a_coroutine_is_not_told_to_be_async_def(
+    broker: MemoryBroker, drive: Drive
+) -> None:
+    async def forgot_await(job: Job) -> Any:
+        return work(job)  # the `await` is missing: the job must fail, with the right advice
+
+    (job_id,) = put(broker, "x", max_attempts=3)
+    consumer = consumer_of(broker, forgot_await, [])
+    assert consumer.is_async
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(drive(consumer))
+        gc.collect()
+    assert never_awaited(caught) == []
+    job = stored(broker, job_id)
+    assert (job.state, job.attempts) == (JobState.FAILED, 1)
+    error = job.last_error or ""
+    assert "handler returned coroutine" in error
+    # The handler is async def already, on an async consumer: the advice must
+    # be to await what it returns, not to declare it async def.
+    assert "sync consumer" not in error, error
+    assert "declare the handler `async def`" not in error, error
+
+
+def test_a_context_variable_a_handler_sets_does_not_leak_into_the_next_job(
+    broker: MemoryBroker, drive: Drive
+) -> None:
+    seen: list[str] = []
+
+    async def handler(job: Job) -> Outcome:
+        seen.append(TENANT.get())
+        TENANT.set(f"job {job.id}")  # not reset: each job runs in a context of its own
+        return ACK
+
+    put(broker, "a", "b", "c")
+
+    async def main() -> str:
+        await drive(consumer_of(broker, handler, []))
+        return TENANT.get()
+
+    after = run(main())
+    assert seen == ["none"] * 3
+    assert after == "none"
+
+
+def test_the_span_of_a_timed_out_async_handler_has_an_error_status(
+    broker: MemoryBroker, drive: Drive, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    tracing = TracingMiddleware(tracer_provider=provider)
+    (job_id,) = put(broker, "x", max_attempts=3)
+    consumer = consumer_of(broker, hang_on_first_attempt, [tracing], job_timeout=TIMEOUT)
+    run(drive(consumer))
+    assert stored(broker, job_id).attempts == 2
+    timed_out, acked = sorted(
+        finished(exporter, "process q"),
+        key=lambda s: str((s.attributes or {}).get("taskmaster.attempt")),
+    )
+    assert (acked.attributes or {}).get("taskmaster.outcome") == "ack"
+    # PrometheusMiddleware counts this run as an error; so should the trace.
+    assert timed_out.status.status_code is trace.StatusCode.ERROR, (
+        timed_out.status,
+        timed_out.events,
+        timed_out.attributes,
+    )
