@@ -129,3 +129,100 @@ def test_the_pytest_plugin_switches_to_postgres_with_one_setting(
     result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*BROKER PostgresBroker*"])
+
+
+USER_ASYNC_TESTS = """
+import pytest
+from taskmaster_core import ACK, Consumer
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+@pytest.mark.anyio
+async def test_an_async_consumer_runs_on_the_tests_loop(
+    taskmaster_start_consumer, taskmaster_async_publisher
+):
+    seen = []
+
+    async def handler(job):
+        seen.append(job.payload)
+        return ACK
+
+    consumer = await taskmaster_start_consumer("emails", handler, concurrency=5)
+    await taskmaster_async_publisher.put_many("emails", [1, 2, 3])
+    assert await consumer.wait_idle_async(30)
+    assert sorted(seen) == [1, 2, 3]
+
+@pytest.mark.anyio
+async def test_drain_async_runs_queued_jobs_in_the_test(
+    taskmaster_broker, taskmaster_async_publisher
+):
+    await taskmaster_async_publisher.put("emails", {"to": "ada@example.com"})
+    sent = []
+
+    async def handler(job):
+        sent.append(job.payload)
+        return ACK
+
+    consumer = Consumer(taskmaster_broker, "emails", handler)
+    assert await consumer.drain_async(raise_errors=True) == 1
+    assert sent == [{"to": "ada@example.com"}]
+
+@pytest.mark.anyio
+async def test_consumers_are_stopped_after_the_test(taskmaster_start_consumer):
+    async def handler(job):
+        return ACK
+
+    pytest.started = await taskmaster_start_consumer("other", handler)
+
+def test_the_consumer_of_the_previous_test_was_stopped():
+    assert pytest.started.wait_stopped(0)
+
+def test_broker_kind(taskmaster_broker):
+    print("BROKER", type(taskmaster_broker).__name__)
+"""
+
+
+def test_the_pytest_plugin_has_async_fixtures_for_anyio_tests(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(USER_ASYNC_TESTS)
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["*BROKER MemoryBroker*"])
+
+
+@pytest.mark.postgres
+def test_the_async_fixtures_work_on_postgres_too(pytester: pytest.Pytester, pg_dsn: str) -> None:
+    pytester.makepyfile(USER_ASYNC_TESTS)
+    pytester.makeini(f"[pytest]\ntaskmaster_url = {as_url(pg_dsn)}\n")
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["*BROKER PostgresBroker*"])
+
+
+def test_the_async_consumer_fixture_says_what_it_needs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        async def test_without_anyio(taskmaster_start_consumer):
+            pass
+
+        @pytest.fixture
+        def anyio_backend():
+            return "trio"
+
+        @pytest.mark.anyio
+        async def test_on_trio(taskmaster_start_consumer):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*taskmaster_start_consumer is an async fixture run by anyio's pytest plugin*",
+            "*taskmaster_start_consumer needs the asyncio backend, not 'trio'*",
+        ],
+        consecutive=False,
+    )
