@@ -31,6 +31,7 @@ EXPECTED_OUTPUT = {
     "custom_serializer.py": "job 1: 81 bytes of json+zlib",
     "testing_with_memory_broker.py": "5 passed",
     "async_publisher.py": "put: 1, the same dedup key again: None",
+    "async_consumer.py": "the slow page timed out once, then was fetched: 1",
 }
 POSTGRES_EXAMPLES = {"postgres_transactional_put.py"}
 
