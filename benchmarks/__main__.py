@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     table = write_all(data, out)
     print()
     print(table)
-    print(f"results: {out}/results.md, results.json, benchmarks.png ({data['seconds']:.0f} s)")
+    print(
+        f"results: {out}/results.md, results.json, benchmarks.png ({data['seconds']:.0f} s; "
+        f"load average {data['machine']['loadavg_start']} at the start, "
+        f"{data['loadavg_end']} at the end)"
+    )
     return 0
 
 

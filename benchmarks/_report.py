@@ -232,7 +232,9 @@ def write_all(data: dict[str, Any], out: Path) -> str:
         f"# Benchmark run\n\n{machine['nproc']} CPUs ({machine['cpu']}), "
         f"{machine['memory_gib']} GiB, PostgreSQL {machine['postgres']} on the same machine, "
         f"Python {machine['python']}; taskmaster {machine['taskmaster_commit']}; "
-        f"run took {data['seconds']:.0f} s.\n\n"
+        f"run took {data['seconds']:.0f} s; load average (1, 5, 15 min) "
+        f"{machine.get('loadavg_start', '?')} at the start, {data.get('loadavg_end', '?')} "
+        "at the end.\n\n"
     )
     settings = "\n".join(
         f"- **{info['label']}**: {info['settings']}"

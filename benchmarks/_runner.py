@@ -177,6 +177,7 @@ def machine_info(admin_dsn: str) -> dict[str, Any]:
             continue
     return {
         "nproc": os.cpu_count(),
+        "loadavg_start": _loadavg(),
         "memory_gib": round(mem_kb / 1024 / 1024, 1),
         "cpu": _cpu_model(),
         "postgres": pg,
@@ -186,6 +187,15 @@ def machine_info(admin_dsn: str) -> dict[str, Any]:
         "taskmaster_commit": commit + (" (+ uncommitted library changes)" if dirty else ""),
         "versions": versions,
     }
+
+
+def _loadavg() -> list[float]:
+    """1, 5 and 15-minute load averages: on a 2-core box, anything well above
+    0 before or after a run means something else shared the CPUs."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
 
 
 def _cpu_model() -> str:
@@ -230,7 +240,8 @@ class Runner:
         info = machine_info(self.admin_dsn)
         log(
             f"machine: {info['nproc']} CPUs, {info['memory_gib']} GiB, PostgreSQL "
-            f"{info['postgres']}, Python {info['python']}; taskmaster {info['taskmaster_commit']}"
+            f"{info['postgres']}, Python {info['python']}; taskmaster {info['taskmaster_commit']}; "
+            f"load average {info['loadavg_start']}"
         )
         dsns = {}
         needed = [s for s in self.system_names]
@@ -271,6 +282,7 @@ class Runner:
             "samples": self.samples,
             "notes": self.notes,
             "seconds": time.perf_counter() - started,
+            "loadavg_end": _loadavg(),
         }
 
     def _warm_up(self, name: str, system: Any) -> None:
