@@ -17,14 +17,17 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from ._broker import AsyncTransactionalPut
 from ._errors import ConfigurationError
 from ._middleware import Message
 from ._publisher import PublisherBase, placed
 
-__all__ = ["AsyncPublisher"]
+__all__ = ["ON_THE_LOOP", "AsyncPublisher"]
+
+ON_THE_LOOP = 64
+"""Batches smaller than this are built and encoded on the event loop."""
 
 
 class AsyncPublisher(PublisherBase):
@@ -36,6 +39,10 @@ class AsyncPublisher(PublisherBase):
     ``async def publish`` is refused. A put cancelled while under way may
     still be stored, as with any network call given up half-way.
     """
+
+    _native: bool | None = None
+    """Whether the broker is AsyncTransactionalPut (looked up once: a
+    runtime-checkable protocol's isinstance costs ~20 µs)."""
 
     async def put(
         self,
@@ -66,7 +73,7 @@ class AsyncPublisher(PublisherBase):
             max_attempts=max_attempts,
             serializer=serializer,
         )
-        return (await self._run(lambda: [build()], connection))[0]
+        return (await self._run(lambda: [build()], connection, 1))[0]
 
     async def put_many(
         self,
@@ -82,10 +89,11 @@ class AsyncPublisher(PublisherBase):
         connection: Any = None,
     ) -> list[int | None]:
         """``Publisher.put_many``, awaited: one broker call."""
+        listed = list(payloads)  # read here, on the caller's side
         build = partial(
             self._messages,
             queue,
-            list(payloads),  # read here, on the caller's side
+            listed,
             priority=priority,
             delay=delay,
             run_at=run_at,
@@ -93,31 +101,38 @@ class AsyncPublisher(PublisherBase):
             max_attempts=max_attempts,
             serializer=serializer,
         )
-        return await self._run(build, connection)
+        return await self._run(build, connection, len(listed))
 
     async def publish(
         self, messages: Sequence[Message], *, connection: Any = None
     ) -> list[int | None]:
         """``Publisher.publish``, awaited: one broker call."""
-        return await self._run(lambda: messages, connection)
+        return await self._run(lambda: messages, connection, len(messages))
 
     async def _run(
-        self, build: Callable[[], Sequence[Message]], connection: Any
+        self, build: Callable[[], Sequence[Message]], connection: Any, size: int
     ) -> list[int | None]:
-        """Build the messages, encode and store them, off the loop: building
-        and encoding 10,000 jobs is tens of milliseconds of CPU."""
-        if connection is None:
-            return await asyncio.to_thread(lambda: self._publish(build(), None))
-        transactional = self._transactional()
-        jobs, slots = await asyncio.to_thread(lambda: self._jobs(build()))
+        """Build the messages, encode and store them. A batch of ``size`` or
+        more messages is built and encoded in a worker thread (10,000 jobs
+        are tens of milliseconds of CPU), a smaller one on the loop (a thread
+        hop would cost more than the encoding). A broker that is
+        :class:`AsyncTransactionalPut` is awaited; any other is called in a
+        worker thread."""
+        native = self._native
+        if native is None:
+            native = self._native = isinstance(self._broker, AsyncTransactionalPut)
+        if not native:
+            if connection is None:
+                return await asyncio.to_thread(lambda: self._publish(build(), None))
+            raise ConfigurationError(
+                f"{self._broker!r} cannot put on a connection of yours from async code "
+                "(it does not implement AsyncTransactionalPut)"
+            )
+        if size < ON_THE_LOOP:
+            jobs, slots = self._jobs(build())
+        else:
+            jobs, slots = await asyncio.to_thread(lambda: self._jobs(build()))
         if not jobs:
             return placed([], slots)
-        return placed(await transactional.put_async(jobs, connection=connection), slots)
-
-    def _transactional(self) -> AsyncTransactionalPut:
-        if isinstance(self._broker, AsyncTransactionalPut):
-            return self._broker
-        raise ConfigurationError(
-            f"{self._broker!r} cannot put on a connection of yours from async code "
-            "(it does not implement AsyncTransactionalPut)"
-        )
+        broker = cast(AsyncTransactionalPut, self._broker)
+        return placed(await broker.put_async(jobs, connection=connection), slots)

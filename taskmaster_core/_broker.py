@@ -201,16 +201,21 @@ class PlansMigrations(Protocol):
 
 @runtime_checkable
 class AsyncTransactionalPut(Protocol):
-    """A broker that can put on the caller's own *async* connection, awaited,
-    inside the caller's transaction (``AsyncPublisher`` with ``connection=``).
-    Without it, an ``AsyncPublisher`` given a connection raises
+    """A broker that puts natively from asyncio code: on the caller's own
+    *async* connection, awaited, inside the caller's transaction
+    (``AsyncPublisher`` with ``connection=``), and on its own async
+    connection without one. Without it, an ``AsyncPublisher`` runs the sync
+    ``put`` in a worker thread, and one given a connection raises
     ``ConfigurationError``."""
 
-    async def put_async(self, jobs: Sequence[NewJob], *, connection: Any) -> list[int | None]:
-        """:meth:`Broker.put` with ``connection``, awaited on the event loop:
+    async def put_async(
+        self, jobs: Sequence[NewJob], *, connection: Any = None
+    ) -> list[int | None]:
+        """:meth:`Broker.put`, awaited on the event loop, never blocking it:
         the same result and the same transaction rules (never commit, roll
-        back or end a transaction it did not begin). A connection of the
-        wrong kind raises ``ConfigurationError``."""
+        back or end a transaction it did not begin). ``connection=None``:
+        the broker's own. A connection of the wrong kind raises
+        ``ConfigurationError``."""
 
 
 class BrokerBase:

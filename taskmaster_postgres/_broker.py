@@ -11,6 +11,7 @@ once somebody subscribes. Connections and their error translation are in
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -39,6 +40,7 @@ from ._connections import Connections
 from ._dsn import describe_dsn
 from ._errors import translated
 from ._listener import Listener, NullSubscription
+from ._loop_connections import LoopConnections
 from ._names import TableNames
 from ._put import put_on, put_on_async
 from ._rows import job_info_row, queue_stats_row
@@ -106,6 +108,7 @@ class PostgresBroker(BrokerBase):
         self.async_commit = async_commit
         self._sql = Statements(self.names, keep_done=keep_done, async_commit=async_commit)
         self._claims = Claims(self._sql, self._connections, reclaim_interval=reclaim_interval)
+        self._loop_connections = LoopConnections(self._connections)
         self._lock = threading.Lock()
         self._listener: Listener | None = None
         self.capabilities = frozenset(
@@ -151,6 +154,7 @@ class PostgresBroker(BrokerBase):
         with self._lock:
             listener, self._listener = self._listener, None
             self._connections.close()
+            self._loop_connections.close()
             if listener is not None:
                 listener.close()
 
@@ -196,17 +200,30 @@ class PostgresBroker(BrokerBase):
         with translated("put", "the caller's connection"):
             return put_on(self._sql, connection, jobs, own=False)
 
-    async def put_async(self, jobs: Sequence[NewJob], *, connection: Any) -> list[int | None]:
+    async def put_async(
+        self, jobs: Sequence[NewJob], *, connection: Any = None
+    ) -> list[int | None]:
         """:meth:`put` on the caller's ``psycopg.AsyncConnection``, awaited
         (``AsyncTransactionalPut``): the same statements, routes and
-        transaction rules."""
-        _check_connection(
-            connection, psycopg.AsyncConnection, "AsyncPublisher", "psycopg.AsyncConnection"
-        )
+        transaction rules. Without ``connection``, on the broker's own async
+        connection for this event loop (see ``_loop_connections``)."""
+        if connection is not None:
+            _check_connection(
+                connection, psycopg.AsyncConnection, "AsyncPublisher", "psycopg.AsyncConnection"
+            )
         self._connections.require_open("put")
         if not jobs:
             return []
         check_new_jobs(jobs)
+        if connection is None:
+            own = await self._loop_connections.take()
+            if own is None:  # another put of this loop has it: the sync pool, in a thread
+                return await asyncio.to_thread(self.put, jobs)
+            try:
+                with translated("put", self._connections.where):
+                    return await put_on_async(self._sql, own, jobs, own=True)
+            finally:
+                self._loop_connections.give_back()
         # The caller's transaction decides: no commit here.
         with translated("put", "the caller's connection"):
             return await put_on_async(self._sql, connection, jobs)

@@ -186,13 +186,17 @@ def put_on(
 
 
 async def put_on_async(
-    statements: Statements, conn: psycopg.AsyncConnection[Any], jobs: Sequence[NewJob]
+    statements: Statements,
+    conn: psycopg.AsyncConnection[Any],
+    jobs: Sequence[NewJob],
+    *,
+    own: bool = False,
 ) -> list[int | None]:
-    """:func:`put_on` for the caller's ``AsyncConnection``: the same plan,
-    each step awaited."""
+    """:func:`put_on` for an ``AsyncConnection`` (the broker's own when
+    ``own``, else the caller's): the same plan, each step awaited."""
     route = route_of(jobs)
-    plan = _plan(statements, route, jobs, own=False)
-    block = conn.transaction() if needs_own_transaction(route, conn, own=False) else nullcontext()
+    plan = _plan(statements, route, jobs, own=own)
+    block = conn.transaction() if needs_own_transaction(route, conn, own=own) else nullcontext()
     async with conn.cursor(row_factory=tuple_row) as cur, block:
         result: Any = None
         while True:
