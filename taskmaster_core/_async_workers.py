@@ -26,7 +26,6 @@ at once (the run counts as an attempt, like a timeout), nothing is left
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue as _queue
 import threading
@@ -35,10 +34,10 @@ from collections import deque
 from collections.abc import Callable
 
 from ._fetcher import Fetcher
-from ._ledger import Ledger, Slot
+from ._ledger import LATE, Ledger, Slot
 from ._runner import Run, Runner, log_outcome
 from ._types import ClaimedJob
-from ._workers import wait_until
+from ._workers import LATE_NOTE, in_own_thread, wait_until
 
 __all__ = ["AsyncWorkers", "Inbox"]
 
@@ -55,10 +54,6 @@ _WAKES_PER_STEP = 32
 
 _STEP_SECONDS = 0.002
 """How long a worker runs jobs that do not wait before it lets others run."""
-
-_UNSLOTTED = Slot()
-"""The ledger's slot for async jobs: the watchdog of threads is not used
-(timeouts are enforced on the loop), so no job is ever abandoned."""
 
 
 class Inbox:
@@ -154,6 +149,9 @@ class AsyncWorkers:
         """Set when :meth:`serve` has ended (every task it started has too)."""
         self.cancelled = 0
         """Handlers cancelled because the consumer stopped."""
+        self._slot = Slot()
+        """The ledger's slot for this consumer's async jobs: the watchdog of
+        threads is not used (timeouts are enforced on the loop)."""
 
     # -- on the consumer's side (any thread) -------------------------------
 
@@ -190,6 +188,11 @@ class AsyncWorkers:
             return []
         return [task.get_name() for task in list(self._tasks)]
 
+    def _loop_gone(self) -> None:
+        """The loop was closed without ending ``serve()`` (its tasks were
+        never cancelled): nothing will run on it any more."""
+        self._done.set()
+
     def alive(self) -> int:
         """``concurrency`` while serving, else 0."""
         return self._concurrency if self._launched and not self._done.is_set() else 0
@@ -207,8 +210,13 @@ class AsyncWorkers:
             callback()
             wakeup.set()
 
-        with contextlib.suppress(RuntimeError):  # the loop closed: serve() has ended
+        if loop.is_closed():
+            self._loop_gone()
+            return
+        try:
             loop.call_soon_threadsafe(on_loop)
+        except RuntimeError:  # closed meanwhile
+            self._loop_gone()
 
     # -- on the loop -----------------------------------------------------------
 
@@ -218,48 +226,63 @@ class AsyncWorkers:
         loop = self._loop = asyncio.get_running_loop()
         self._wakeup = wakeup = asyncio.Event()
         self._inbox.attach(loop, self._jobs_came)
+        closed = False
         try:
-            for number in range(1, self._concurrency + 1):
-                if self._stopping.is_set():
-                    break
-                task = loop.create_task(self._work(), name=f"{self.name}-worker-{number}")
-                self._tasks.add(task)
-                task.add_done_callback(self._worked)
-                if number % _STARTS_PER_STEP == 0:
-                    await asyncio.sleep(0)  # let other callbacks run between batches
-            while not self._stopping.is_set():
-                await wakeup.wait()
-                wakeup.clear()
-            while self._idle:  # idle workers see the stop and end, a batch a step
-                self._wake_idle(_WAKES_PER_STEP)
-                await asyncio.sleep(0)
+            await self._serve(loop, wakeup)
+        except asyncio.CancelledError:
+            if not self._stopping.is_set():  # the loop is ending without a stop
+                self._loop_ended()
+            raise
+        except GeneratorExit:  # the loop was closed under us: nothing can be awaited
+            closed = True
+            raise
         finally:
             self._inbox.detach()
             try:
-                while self._tasks:  # also when serve() itself is cancelled
+                while self._tasks and not closed:  # also when serve() is cancelled
                     await asyncio.wait(list(self._tasks))
             finally:
                 self._done.set()
 
+    async def _serve(self, loop: asyncio.AbstractEventLoop, wakeup: asyncio.Event) -> None:
+        """Start the workers (a batch a step), then wait for the stop."""
+        for number in range(1, self._concurrency + 1):
+            if self._stopping.is_set():
+                break
+            task = loop.create_task(self._work(), name=f"{self.name}-worker-{number}")
+            self._tasks.add(task)
+            task.add_done_callback(self._worked)
+            if number % _STARTS_PER_STEP == 0:
+                await asyncio.sleep(0)  # let other callbacks run between batches
+        while not self._stopping.is_set():
+            await wakeup.wait()
+            wakeup.clear()
+        while self._idle:  # idle workers see the stop and end, a batch a step
+            self._wake_idle(_WAKES_PER_STEP)
+            await asyncio.sleep(0)
+
+    def _loop_ended(self) -> None:
+        """``serve()`` was cancelled without a stop (``asyncio.run`` returned,
+        or someone cancelled the task): the consumer is stopped at once, as
+        when a role dies; its workers end after their current job."""
+        self._failed(
+            "event-loop",
+            RuntimeError(
+                "the task serving its async handlers was cancelled (did the event "
+                "loop end while the consumer ran? stop it first: `async with "
+                "consumer:` or `await consumer.stop_async()`)"
+            ),
+            "task",
+        )
+
     def _served(self, task: asyncio.Task[None]) -> None:
-        """``serve()`` on the caller's loop ended: fine if the consumer is
-        stopping, otherwise it is supervised like a role thread."""
+        """``serve()`` on the caller's loop ended: a bug of ours if it raised
+        (a cancellation was reported by ``serve()`` itself)."""
         self._done.set()
-        if task.cancelled():
-            if not self._stopping.is_set():
-                self._failed(
-                    "event-loop",
-                    RuntimeError(
-                        "the task serving its async handlers was cancelled (did the event "
-                        "loop end while the consumer ran? stop it first: `async with "
-                        "consumer:` or `await consumer.stop_async()`)"
-                    ),
-                    "task",
-                )
-            return
-        exc = task.exception()
-        if exc is not None:
-            self._failed("event-loop", exc, "task")
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                self._failed("event-loop", exc, "task")
 
     def _jobs_came(self) -> None:
         """The fetcher added jobs: wake idle workers for them, a few at a time
@@ -293,7 +316,8 @@ class AsyncWorkers:
                 self._wake_idle(min(self._inbox.waiting() - 1, 2))
                 step_ends = clock() + _STEP_SECONDS
                 continue
-            await run(claimed)
+            if await run(claimed):
+                return  # cancelled (a stop, or the loop ending): this worker ends
             if clock() > step_ends:
                 await asyncio.sleep(0)
                 step_ends = clock() + _STEP_SECONDS
@@ -312,22 +336,31 @@ class AsyncWorkers:
         for task in self._tasks:
             task.cancel()
 
-    async def _run(self, claimed: ClaimedJob) -> None:
+    async def _run(self, claimed: ClaimedJob) -> bool:
+        """Run one job and record its outcome; return whether the worker was
+        cancelled meanwhile (then it must end)."""
         ledger = self._ledger
         if ledger.deadline(claimed.id) <= time.monotonic():
-            await asyncio.to_thread(self._fetcher.give_up, claimed)
-            return
+            await in_own_thread(self._fetcher.give_up, claimed)
+            return False
         began = time.perf_counter()
+        cancelled = False
         try:
             settlement, error, level = await self._runner.run_async(claimed)
         except asyncio.CancelledError:  # the consumer stopped: retried at once
             settlement, error, level = self._stopped(claimed)
-        held = ledger.finish(_UNSLOTTED, claimed, settlement, time.perf_counter() - began)
+            cancelled = True
+        held = ledger.finish(self._slot, claimed, settlement, time.perf_counter() - began)
+        if held == LATE:
+            log_outcome(logging.WARNING, claimed, settlement, error, LATE_NOTE)
+            return True
         fetcher = self._fetcher
         if held == fetcher.refill_level:
             fetcher.wake.set()
         if level:
             log_outcome(level, claimed, settlement, error)
+        task = asyncio.current_task()
+        return cancelled or (task is not None and task.cancelling() > 0)
 
     def _stopped(self, claimed: ClaimedJob) -> Run:
         self.cancelled += 1

@@ -55,11 +55,16 @@ from ._retry import RetryPolicy
 from ._roles import Roles
 from ._runner import drain, drain_async
 from ._supervisor import Supervisor
-from ._workers import join_until, remaining
+from ._workers import in_own_thread, join_until, remaining
 
 __all__ = ["Consumer", "Handler"]
 
 logger = logging.getLogger("taskmaster.consumer")
+
+_CLAIM_GRACE = 5.0
+"""Seconds a stop waits at least for a claim under way to come back, so
+that its jobs are returned rather than left ``running`` until their lease
+expires."""
 
 Handler = Callable[[Job], Any]
 """``def handler(job: Job) -> Outcome`` or ``async def handler(job: Job) -> Outcome``."""
@@ -208,7 +213,7 @@ class Consumer:
         own, on a thread (inside a running loop, ``await start_async()``
         runs them on that loop instead)."""
         self._begin()
-        self._start_roles(launch_workers=True)
+        self._start_roles(True)
 
     async def start_async(self) -> None:
         """``start()`` from asyncio code: an async consumer runs its handlers
@@ -219,9 +224,9 @@ class Consumer:
         if isinstance(self._workers, AsyncWorkers):
             self._workers.launch_on(asyncio.get_running_loop())
         try:
-            await asyncio.to_thread(self._start_roles, launch_workers=not self.is_async)
+            await in_own_thread(self._start_roles, not self.is_async)
         except BaseException:
-            await asyncio.to_thread(self.stop, 0)  # nothing left half-started
+            await in_own_thread(self.stop, 0)  # nothing left half-started
             raise
 
     def _begin(self) -> None:
@@ -230,7 +235,7 @@ class Consumer:
                 raise TaskmasterError(f"{self.name} was already started; a consumer runs once")
             self._started = True
 
-    def _start_roles(self, *, launch_workers: bool) -> None:
+    def _start_roles(self, launch_workers: bool) -> None:
         try:
             self._subscription = self.broker.subscribe(self.queues, self._fetcher.on_signal)
             for role, target in (
@@ -273,7 +278,9 @@ class Consumer:
             join_until(fetcher, deadline, self._hurry)
         self._fetcher.return_unstarted()
         busy = self._workers.finish(deadline, self._hurry)
-        self._fetcher.return_unstarted()  # anything a worker left behind as it stopped
+        if fetcher is not None:  # hurried, it may still be in a claim: its jobs must go back
+            fetcher.join(remaining(deadline, minimum=_CLAIM_GRACE))
+        self._fetcher.return_unstarted()  # anything a worker or the fetcher left behind
         self._lease_keeper.stop()
         keeper = self._threads.get("lease-keeper")
         if keeper is not None:  # a heartbeat in flight must not outlive stop()
@@ -294,7 +301,7 @@ class Consumer:
     async def stop_async(self, timeout: float | None = 30.0) -> bool:
         """``stop()`` from asyncio code: waits in a thread, so the loop keeps
         running the handlers that are finishing."""
-        return await asyncio.to_thread(self.stop, timeout)
+        return await in_own_thread(self.stop, timeout)
 
     def _refuse_on_loop(self, method: str, instead: str) -> None:
         """A blocking call on the event loop that runs this consumer's
@@ -332,7 +339,7 @@ class Consumer:
         self, timeout: float | None = 10.0, *, scheduled: bool = False
     ) -> bool:
         """``wait_idle()`` from asyncio code (it waits in a thread)."""
-        return await asyncio.to_thread(self.wait_idle, timeout, scheduled=scheduled)
+        return await in_own_thread(lambda: self.wait_idle(timeout, scheduled=scheduled))
 
     def wait_idle(self, timeout: float | None = 10.0, *, scheduled: bool = False) -> bool:
         """Wait until the consumer's queues have no job ready or running and

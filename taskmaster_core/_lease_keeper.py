@@ -23,7 +23,7 @@ from collections.abc import Callable
 from ._broker import Broker
 from ._errors import TaskmasterError
 from ._ledger import Ledger
-from ._runner import Runner, log_outcome
+from ._runner import Runner, log_outcome, timeout_tolerance
 
 __all__ = ["LeaseKeeper", "Scheduler"]
 
@@ -102,7 +102,7 @@ class LeaseKeeper:
 
     def _watch_interval(self) -> float:
         assert self._job_timeout is not None
-        return min(1.0, max(0.05, self._job_timeout / 4))
+        return timeout_tolerance(self._job_timeout)
 
     def _beat(self) -> None:
         self.heartbeat()

@@ -24,7 +24,11 @@ from collections.abc import Callable, Iterable, Sequence
 
 from ._types import ClaimedJob, Lease, Settlement
 
-__all__ = ["Ledger", "Slot"]
+__all__ = ["LATE", "Ledger", "Slot"]
+
+LATE = -2
+"""What :meth:`Ledger.finish` returns for an outcome that came after the
+consumer stopped recording outcomes (it is dropped)."""
 
 _INITIAL_JOB_SECONDS = 0.01
 """Handler time assumed before any was measured."""
@@ -129,11 +133,16 @@ class Ledger:
     def finish(self, slot: Slot, job: ClaimedJob, settlement: Settlement, seconds: float) -> int:
         """Record a worker's outcome for ``job``, which took ``seconds``.
         Returns how many jobs are still held, or -1 if the watchdog gave the
-        job up meanwhile (its outcome was settled then; this one is dropped)."""
+        job up meanwhile (its outcome was settled then; this one is dropped),
+        or :data:`LATE` if the consumer no longer records outcomes (its stop
+        gave up on this handler; the outcome is dropped, the caller logs it)."""
         with self._lock:
             self.job_seconds += (seconds - self.job_seconds) * _SMOOTHING
             if slot.abandoned:
                 return -1
+            if self._closed:
+                slot.job = None
+                return LATE
             slot.job = None
             self._held.pop(job.id, None)
             pending = self._pending

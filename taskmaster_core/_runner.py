@@ -27,7 +27,15 @@ from ._plugins import SerializerRegistry
 from ._retry import RetryPolicy
 from ._types import ClaimedJob, Lease, Settlement
 
-__all__ = ["Run", "Runner", "drain", "drain_async", "is_async_handler", "log_outcome"]
+__all__ = [
+    "Run",
+    "Runner",
+    "drain",
+    "drain_async",
+    "is_async_handler",
+    "log_outcome",
+    "timeout_tolerance",
+]
 
 logger = logging.getLogger("taskmaster.consumer")
 
@@ -82,6 +90,13 @@ class _InContext(Generic[T]):
                 sent = yield yielded
             except BaseException as exc:  # a cancellation (or another throw) for the coroutine
                 thrown = exc
+
+
+def timeout_tolerance(job_timeout: float) -> float:
+    """How far past ``job_timeout`` a handler may finish before its result
+    counts as late: the watchdog's interval for sync handlers, and the same
+    for an async handler that blocked the loop past its deadline."""
+    return min(1.0, max(0.05, job_timeout / 4))
 
 
 def _being_cancelled() -> bool:
@@ -157,14 +172,30 @@ class Runner:
             async with deadline:
                 outcome = await in_context(self._process_async(job))
         except BaseException as exc:
-            if deadline.expired():
-                return self.timed_out(claimed, "its task was cancelled")
+            # A stop's cancellation wins over a timeout in the same step: the
+            # timeout has undone its own cancel by now, so one still counted
+            # is the stop's.
             if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
                 raise
+            if deadline.expired():
+                return self.timed_out(claimed, "its task was cancelled")
             return self._raised(claimed, exc)
-        if deadline.expired():  # the handler swallowed the cancellation
+        if _being_cancelled():  # the handler swallowed a stop's cancellation
+            raise asyncio.CancelledError
+        if deadline.expired() or self._blocked_past(deadline):
+            # It swallowed the cancellation, or never awaited long enough to
+            # be cancelled (it blocked the loop): a late result is discarded.
             return self.timed_out(claimed, "its task was cancelled")
         return self._judged(claimed, outcome)
+
+    def _blocked_past(self, deadline: asyncio.Timeout) -> bool:
+        """Whether the handler returned later than its deadline allows (by
+        more than the watchdog's tolerance for sync handlers) without the
+        timeout firing: it blocked the loop instead of awaiting."""
+        when = deadline.when()
+        assert when is not None and self._job_timeout is not None
+        late = asyncio.get_running_loop().time() - when
+        return late > timeout_tolerance(self._job_timeout)
 
     def timed_out(self, claimed: ClaimedJob, what_then: str) -> Run:
         """A job whose handler overran ``job_timeout``: retried per policy,
@@ -317,7 +348,12 @@ async def drain_async(
     try:
         job = next(steps)
         while True:
-            job = steps.send(await runner.run_async(job))
+            try:
+                run = await runner.run_async(job)
+            except BaseException as exc:  # cancelled: the steps release the jobs
+                steps.throw(exc)
+                raise
+            job = steps.send(run)
     except StopIteration as done:
         ran: int = done.value
         return ran
@@ -339,7 +375,11 @@ def _drain_steps(
         if not claimed:
             break
         for index, job in enumerate(claimed):
-            settlement, error, level = yield job
+            try:
+                settlement, error, level = yield job
+            except BaseException:  # the drain was cancelled: its jobs go back
+                broker.release([Lease(j.id, j.token) for j in claimed[index:]])
+                raise
             if level:
                 log_outcome(level, job, settlement, error)
             broker.settle([settlement])

@@ -61,4 +61,6 @@ class Supervisor:
             extra={"role": role},
         )
         if not self._stopping.is_set():
-            threading.Thread(target=self._stop, name=f"{self._name}-stopper", daemon=True).start()
+            # Not a daemon: an interpreter exiting meanwhile (the app's loop
+            # ended without a stop) waits for the outcomes to be flushed.
+            threading.Thread(target=self._stop, name=f"{self._name}-stopper").start()

@@ -199,7 +199,7 @@ def run_worker(
         signals_seen += 1
         name = signal.Signals(signum).name
         if signals_seen == 1:  # a normal stop: INFO, so a healthy worker is silent at WARNING
-            logger.info("%s received: stopping (up to %.0fs for running jobs)", name, stop_timeout)
+            logger.info("%s received: stopping (up to %gs for running jobs)", name, stop_timeout)
             stop_requested.set()
         else:
             logger.warning("%s received again: not waiting for running jobs", name)

@@ -10,21 +10,32 @@ watchdog (``_lease_keeper``) abandons a stuck worker and asks for a new one
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import itertools
 import logging
 import queue as _queue
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ._fetcher import Fetcher
-from ._ledger import Ledger, Slot
+from ._ledger import LATE, Ledger, Slot
 from ._runner import Runner, log_outcome
 from ._types import ClaimedJob
 
-__all__ = ["Workers", "join_until", "remaining", "wait_until"]
+__all__ = ["LATE_NOTE", "Workers", "in_own_thread", "join_until", "remaining", "wait_until"]
+
+LATE_NOTE = (
+    "; but the consumer had stopped recording outcomes (the handler outlived the stop), "
+    "so this one is dropped: the job runs again when its lease expires"
+)
 
 logger = logging.getLogger("taskmaster.consumer")
+
+T = TypeVar("T")
 
 _JOIN_SLICE = 0.05
 """How often a stopping consumer checks for ``hurry()`` while it waits."""
@@ -127,6 +138,9 @@ class Workers:
             began = clock()
             settlement, error, level = run(claimed)
             held = ledger.finish(slot, claimed, settlement, clock() - began)
+            if held == LATE:
+                log_outcome(logging.WARNING, claimed, settlement, error, LATE_NOTE)
+                return
             if held < 0:
                 return  # timed out: the watchdog settled (and logged) the job, replaced us
             if held == fetcher.refill_level:
@@ -164,3 +178,37 @@ def remaining(deadline: float | None, minimum: float = 0.0) -> float | None:
     if deadline is None:
         return None
     return max(minimum, deadline - time.monotonic())
+
+
+async def in_own_thread(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` on a thread of its own, awaited. Not
+    ``asyncio.to_thread``: the loop's default executor is shared with the
+    handlers' own ``to_thread`` calls, and a consumer's stop must not queue
+    behind them (it would wait while the fetcher kept claiming)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return  # the awaiting task was cancelled
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def call() -> None:
+        try:
+            result = context.run(function, *args)
+        except BaseException as exc:
+            error: BaseException | None = exc
+            result = None
+        else:
+            error = None
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(
+        target=call, name=f"taskmaster-{getattr(function, '__name__', 'call')}", daemon=True
+    ).start()
+    return await future
