@@ -29,6 +29,7 @@ from ._errors import (
 from ._hookspecs import hookimpl
 from ._job import Job
 from ._middleware import (
+    AsyncProcessFn,
     ErrorReporter,
     LoggingMiddleware,
     Message,
@@ -64,6 +65,7 @@ __all__ = [
     "MAX_QUEUE_NAME_LENGTH",
     "REJECT",
     "Ack",
+    "AsyncProcessFn",
     "AsyncPublisher",
     "AsyncTransactionalPut",
     "Broker",

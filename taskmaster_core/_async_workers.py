@@ -127,7 +127,7 @@ class AsyncWorkers:
         stopping: threading.Event,
         concurrency: int,
         spawn: Callable[[str, Callable[[], None]], threading.Thread],
-        failed: Callable[[str, BaseException, str], None],
+        failed: Callable[..., None],
     ) -> None:
         self.name = name
         self._ledger = ledger
@@ -265,15 +265,12 @@ class AsyncWorkers:
         """``serve()`` was cancelled without a stop (``asyncio.run`` returned,
         or someone cancelled the task): the consumer is stopped at once, as
         when a role dies; its workers end after their current job."""
-        self._failed(
-            "event-loop",
-            RuntimeError(
-                "the task serving its async handlers was cancelled (did the event "
-                "loop end while the consumer ran? stop it first: `async with "
-                "consumer:` or `await consumer.stop_async()`)"
-            ),
-            "task",
+        reason = (
+            "was cancelled while the consumer ran: did the event loop end (asyncio.run "
+            "returning) without a stop? Stop it first: leave `async with consumer:`, or "
+            "`await consumer.stop_async()`"
         )
+        self._failed("event-loop", RuntimeError(f"its task {reason}"), "task", why=reason)
 
     def _served(self, task: asyncio.Task[None]) -> None:
         """``serve()`` on the caller's loop ended: a bug of ours if it raised

@@ -118,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
             "APP is module:attribute naming a Consumer, a list of consumers, or a factory "
             "called with the broker opened from --url. First SIGTERM/SIGINT: graceful stop; "
             "second: stop waiting for running jobs. Exit 0 when stopped cleanly, 3 when "
-            "running handlers had to be abandoned (their jobs are retried)."
+            "handlers were still running at the stop timeout (their jobs are retried: "
+            "a sync handler's after its lease expires, an async handler's, cancelled, at once)."
         ),
     )
     worker.add_argument("app", metavar="APP", help="module:attribute")

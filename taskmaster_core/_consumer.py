@@ -260,7 +260,7 @@ class Consumer:
         (``False`` is returned). A second call while a stop is under way waits
         for it (see also :meth:`hurry`). On the event loop that runs its
         handlers, use ``await stop_async()``: this would block that loop."""
-        self._refuse_on_loop("stop", "await consumer.stop_async()` (or `async with")
+        self._refuse_on_loop("stop", "`await consumer.stop_async()` (or `async with consumer:`)")
         with self._lock:
             if not self._started:
                 return True
@@ -292,7 +292,15 @@ class Consumer:
             self._report_lost_outcomes()
         self._clean = not busy and not self._workers_cancelled()
         self._stopped.set()
-        if busy:
+        if busy and self.is_async:
+            logger.warning(
+                "%s stopped with %d async handler(s) still running: they ignored their "
+                "cancellation (their jobs stay running until their lease expires): %s",
+                self.name,
+                len(busy),
+                busy,
+            )
+        elif busy:
             logger.warning(
                 "%s stopped with %d handler(s) still running: %s", self.name, len(busy), busy
             )
@@ -309,7 +317,7 @@ class Consumer:
         if self._workers.on_loop_thread():
             raise TaskmasterError(
                 f"{self.name}.{method}() was called on the event loop that runs its "
-                f"handlers, which it would block: use `{instead}`"
+                f"handlers, which it would block: use {instead}"
             )
 
     def _workers_cancelled(self) -> bool:
@@ -351,11 +359,12 @@ class Consumer:
         them) do not count
         unless ``scheduled`` is true. It polls ``broker.stats()`` (see
         ``_idle``): for tests and scripts, not for a hot path."""
-        self._refuse_on_loop("wait_idle", "await consumer.wait_idle_async()")
+        self._refuse_on_loop("wait_idle", "`await consumer.wait_idle_async()`")
         if not self._started:
             raise TaskmasterError(
                 f"{self.name} was never started; wait_idle() waits for a running consumer "
-                "(inside `with consumer:` or after start(); drain() runs jobs without threads)"
+                "(inside `with consumer:` or after start(), or `async with consumer:`; "
+                "drain() and drain_async() run jobs without starting it)"
             )
         return wait_idle(
             self.broker,

@@ -120,23 +120,41 @@ def compose_process_async(middleware: Sequence[object], handler: AsyncProcessFn)
 def _wraps(layer: object, method: str, other: str, handler: str) -> bool:
     """Whether ``layer`` adds a ``method`` layer; refuse it if it only wraps
     the other kind of handler, or if its methods are of the wrong kind."""
+    who = describe_layer(layer)
     for name, should_be_async in (("process", False), ("process_async", True)):
         wrong = inspect.iscoroutinefunction(getattr(layer, name, None)) != should_be_async
         if wrong and _overrides(layer, name):
             kind = "an async def" if should_be_async else "a def (not async def)"
-            raise ConfigurationError(
-                f"{layer!r}: {name} must be {kind} method (docs/middleware.md)"
-            )
+            raise ConfigurationError(f"{who}: {name} must be {kind} method (docs/middleware.md)")
     if _overrides(layer, method):
         return True
     if _overrides(layer, other):
+        plugin = getattr(layer, PLUGIN_ATTRIBUTE, None)
+        way_out = (
+            f"or leave plugin {plugin!r} out of this consumer (plugins=False, or "
+            f"TASKMASTER_DISABLE_PLUGINS={plugin})"
+            if plugin
+            else "or leave it out of this consumer's middleware"
+        )
         raise ConfigurationError(
-            f"{layer!r} wraps only {'async' if other == 'process_async' else 'sync'} "
+            f"{who} wraps only {'async' if other == 'process_async' else 'sync'} "
             f"handlers (it defines {other} but not {method}), and this consumer runs "
-            f"{handler}: give it a {method} method (docs/middleware.md), or leave it out "
-            "of this consumer (plugin middleware: plugins=False or TASKMASTER_DISABLE_PLUGINS)"
+            f"{handler}: give it a {method} method (docs/middleware.md), {way_out}"
         )
     return False
+
+
+PLUGIN_ATTRIBUTE = "_taskmaster_plugin"
+"""Where plugin middleware is tagged with the name of the plugin it came from
+(best effort: an object that takes no attributes is not tagged)."""
+
+
+def describe_layer(layer: object) -> str:
+    """A middleware for messages: its class, and the plugin it came from."""
+    kind = type(layer)
+    plugin = getattr(layer, PLUGIN_ATTRIBUTE, None)
+    origin = f" (from plugin {plugin!r})" if plugin else ""
+    return f"middleware {kind.__module__}.{kind.__qualname__}{origin}"
 
 
 def publishing(middleware: Sequence[object]) -> list[object]:

@@ -8,6 +8,7 @@ a broken plugin fails with a message naming it instead of deep in a worker.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import os
@@ -194,18 +195,23 @@ def _builtins_only() -> pluggy.PluginManager:
 
 def plugin_middleware(pm: pluggy.PluginManager | None = None) -> list[Middleware]:
     """Middleware contributed by installed plugins, outermost first."""
-    from ._middleware import is_middleware_like
+    from ._middleware import PLUGIN_ATTRIBUTE, is_middleware_like
 
     pm = pm if pm is not None else get_plugin_manager()
     found: list[Middleware] = []
-    # pluggy returns results last-registered first; reverse for registration order.
-    for contributed in reversed(pm.hook.taskmaster_middleware()):
+    # In registration order (pluggy calls them last-registered first), each
+    # implementation on its own, so its middleware can be tagged with the
+    # plugin's name for messages.
+    for implementation in pm.hook.taskmaster_middleware.get_hookimpls():
+        contributed = implementation.function()
         for middleware in _as_list(contributed, "taskmaster_middleware"):
             if not is_middleware_like(middleware):
                 raise ConfigurationError(
                     f"taskmaster_middleware returned {middleware!r}, which has neither a "
                     "process() nor a publish() method"
                 )
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(middleware, PLUGIN_ATTRIBUTE, implementation.plugin_name)
             found.append(middleware)
     return found
 

@@ -34,7 +34,7 @@ class Roles:
         serializers: SerializerRegistry,
         stopping: threading.Event,
         spawn: Spawn,
-        failed: Callable[[str, BaseException, str], None],
+        failed: Callable[..., None],
     ) -> None:
         self.runner = runner = Runner(
             s.handler,

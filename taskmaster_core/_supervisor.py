@@ -45,19 +45,21 @@ class Supervisor:
         except BaseException as exc:
             self.failed(role, exc, "thread")
 
-    def failed(self, role: str, exc: BaseException, what: str) -> None:
+    def failed(self, role: str, exc: BaseException, what: str, *, why: str = "") -> None:
         """``role``'s ``what`` (its thread, or the task serving async
         handlers) died of ``exc``: log it, keep it as the error, and stop the
-        consumer."""
+        consumer. ``why`` replaces "died of an unexpected error" for an end
+        that is not a bug (the application's loop ended)."""
         with self._lock:
             if self.error is None:
                 self.error = exc
         logger.error(
-            "%s: its %s %s died of an unexpected error; the consumer stops",
+            "%s: its %s %s %s; the consumer stops",
             self._name,
             role,
             what,
-            exc_info=exc,
+            why or "died of an unexpected error",
+            exc_info=None if why else exc,
             extra={"role": role},
         )
         if not self._stopping.is_set():

@@ -258,7 +258,10 @@ def run_worker(
         if clean:
             logger.info("worker stopped cleanly")
         else:
-            logger.warning("worker stopped with handlers abandoned")
+            logger.warning(
+                "worker stopped with handlers still running at the stop timeout (sync ones "
+                "abandoned: retried after their lease expires; async ones cancelled: retried now)"
+            )
         return 0 if clean else EXIT_HANDLERS_ABANDONED
     finally:
         for restored, handler in previous.items():

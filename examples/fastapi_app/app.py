@@ -30,6 +30,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 import psycopg
@@ -68,13 +69,24 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        dsn = os.environ.get("TASKMASTER_URL", "")
-        if not dsn or dsn.startswith("memory:"):
+        """``TASKMASTER_URL`` as the ``taskmaster`` command reads it: a
+        PostgreSQL URL whose ``schema`` query option (if any) is the jobs
+        table's schema; ``ORDERS_TABLE`` names the app's own table."""
+        url = os.environ.get("TASKMASTER_URL", "")
+        if not url or url.startswith("memory:"):
             raise RuntimeError(
                 "set TASKMASTER_URL to a PostgreSQL URL (e.g. postgresql://localhost/app): "
                 "this example puts jobs in the transactions of its own Postgres table"
             )
-        return cls(dsn=dsn)
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        ours = dict(item for item in query if item[0] == "schema")
+        dsn = urlunsplit(parts._replace(query=urlencode([i for i in query if i[0] != "schema"])))
+        return cls(
+            dsn=dsn,
+            jobs_schema=ours.get("schema", "public"),
+            orders_table=os.environ.get("ORDERS_TABLE", "orders"),
+        )
 
 
 # -- the job and its handler ---------------------------------------------------

@@ -42,6 +42,7 @@ CORE = {
     "NewJob",
     "Outcome",
     "ProcessFn",
+    "AsyncProcessFn",
     "PublishFn",
     "PayloadTooLargeError",
     "PayloadValidationError",

@@ -63,7 +63,7 @@ def test_a_loop_that_ends_without_a_stop_stops_the_consumer_and_starts_nothing_m
     assert started == 10
     assert consumer.wait_stopped(15)
     assert not consumer.healthy
-    assert "did the event loop end while the consumer ran" in caplog.text
+    assert "did the event loop end (asyncio.run returning) without a stop" in caplog.text
     assert states(broker) == (2000, 0)  # the ten cancelled ones are ready again
 
 

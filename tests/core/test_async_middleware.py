@@ -500,7 +500,8 @@ def test_sync_only_plugin_middleware_makes_an_async_consumer_refuse_clearly(
     assert "SyncOnly" in message
     assert "wraps only sync handlers (it defines process but not process_async)" in message
     assert "give it a process_async method" in message
-    assert "plugin middleware: plugins=False or TASKMASTER_DISABLE_PLUGINS" in message
+    assert "from plugin 'sync-only'" in message  # which plugin, and how to leave it out
+    assert "plugins=False, or TASKMASTER_DISABLE_PLUGINS=sync-only" in message
     # The same plugins serve a sync consumer and a publisher.
     Publisher(broker, plugins=plugins).put("q", "x")
     assert Consumer(broker, "q", sync_ack, plugins=plugins).drain() == 1

@@ -32,6 +32,9 @@ APP = textwrap.dedent(
             raise RuntimeError("boom")
         return ACK if job.payload % 2 == 0 else REJECT
 
+    async def handle_async(job):
+        return handle(job)
+
     pm = get_plugin_manager()
     print("plugins:", sorted(n for n, p in pm.list_name_plugin() if p is not None))
     with MemoryBroker() as broker:
@@ -40,6 +43,13 @@ APP = textwrap.dedent(
             publisher.put("numbers", n)
         publisher.put("numbers", "boom", max_attempts=1)
         with Consumer(broker, "numbers", handle, plugins=True):
+            deadline = time.monotonic() + 10
+            while broker.stats(["numbers"])[0].unfinished:
+                assert time.monotonic() < deadline, "jobs still unfinished"
+                time.sleep(0.01)
+        # The same plugin on an async consumer (it wraps both kinds of handler).
+        publisher.put("numbers", 4)
+        with Consumer(broker, "numbers", handle_async, plugins=True):
             deadline = time.monotonic() + 10
             while broker.stats(["numbers"])[0].unfinished:
                 assert time.monotonic() < deadline, "jobs still unfinished"
@@ -100,8 +110,8 @@ def test_the_installed_plugin_audits_every_put_and_run(installed: Path, tmp_path
     records = [json.loads(line) for line in audit.read_text().splitlines()]
     puts = [r for r in records if r["event"] == "put"]
     runs = sorted((r["job"], r["outcome"]) for r in records if r["event"] == "run")
-    assert [r["queue"] for r in puts] == ["numbers"] * 4
-    assert runs == [(1, "ack"), (2, "reject"), (3, "ack"), (4, "error")]
+    assert [r["queue"] for r in puts] == ["numbers"] * 5
+    assert runs == [(1, "ack"), (2, "reject"), (3, "ack"), (4, "error"), (5, "ack")]
     assert all(r["pid"] > 0 and r["elapsed_ms"] >= 0 for r in records if r["event"] == "run")
 
 

@@ -204,3 +204,9 @@ def test_the_app_needs_a_postgres_url(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings.from_env()
     monkeypatch.setenv("TASKMASTER_URL", "postgresql://localhost/app")
     assert Settings.from_env().dsn == "postgresql://localhost/app"
+    # The URL as the taskmaster command takes it: ?schema= is the jobs table's schema.
+    monkeypatch.setenv("TASKMASTER_URL", "postgresql://u@localhost/app?schema=shop&sslmode=prefer")
+    monkeypatch.setenv("ORDERS_TABLE", "shop_orders")
+    settings = Settings.from_env()
+    assert settings.dsn == "postgresql://u@localhost/app?sslmode=prefer"
+    assert (settings.jobs_schema, settings.orders_table) == ("shop", "shop_orders")
