@@ -50,7 +50,9 @@ def cmd_worker(args: argparse.Namespace, broker: Broker) -> int:
 
     sys.path.insert(0, os.getcwd())  # like python -m: the app module may sit here
     consumers = load_app(args.app, lambda: broker, queues=args.queues, concurrency=args.concurrency)
-    return run_worker(consumers, stop_timeout=args.stop_timeout)
+    # The process exits right after: keep the worker's signal handlers, so a
+    # late second signal does not kill a worker that stopped cleanly.
+    return run_worker(consumers, stop_timeout=args.stop_timeout, restore_signals=False)
 
 
 def cmd_migrate(args: argparse.Namespace, broker: Broker) -> int:

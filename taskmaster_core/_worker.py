@@ -188,9 +188,14 @@ def run_worker(
     *,
     stop_timeout: float,
     install_signals: bool = True,
+    restore_signals: bool = True,
     ready: Callable[[], None] | None = None,
 ) -> int:
-    """Run ``consumers`` until SIGTERM/SIGINT; return the exit status."""
+    """Run ``consumers`` until SIGTERM/SIGINT; return the exit status. With
+    ``restore_signals`` false the worker's handlers stay installed after it
+    returns (the ``taskmaster worker`` command, which exits right after: a
+    second signal landing then must not kill a process that stopped cleanly,
+    turning its exit status into -15)."""
     stop_requested = threading.Event()
     signals_seen = 0
 
@@ -264,7 +269,7 @@ def run_worker(
             )
         return 0 if clean else EXIT_HANDLERS_ABANDONED
     finally:
-        for restored, handler in previous.items():
+        for restored, handler in previous.items() if restore_signals else ():
             signal.signal(restored, handler)
         for broker in {id(c.broker): c.broker for c in consumers}.values():
             broker.close()

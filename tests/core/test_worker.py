@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -186,3 +188,44 @@ def test_a_factory_giving_no_consumers_says_what_app_must_be() -> None:
         f"{APP_MUST_BE}examples.component_app.app:Mailer did not give Consumer objects "
         "(got <examples.component_app.app.Mailer object at "
     ), message
+
+
+def test_the_worker_command_keeps_its_signal_handlers_until_the_process_exits(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second SIGTERM that lands after the worker stopped cleanly, while the
+    process is on its way out, must not kill it (the exit status became -15
+    for a worker that had stopped cleanly). The command leaves the worker's
+    handler installed; run_worker used as a library restores the caller's."""
+    import taskmaster_core._cli_commands as commands
+    from taskmaster_core import _worker
+
+    broker = MemoryBroker()
+    original = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    consumer = Consumer(broker, "q", lambda job: ACK, poll_interval=0.05)
+    monkeypatch.setattr(_worker, "load_app", lambda *args, **kwargs: [consumer])
+    real_run_worker = _worker.run_worker
+
+    def run_with_a_signal(consumers: Any, **options: Any) -> int:
+        return real_run_worker(
+            consumers, ready=lambda: signal.raise_signal(signal.SIGTERM), **options
+        )
+
+    monkeypatch.setattr(_worker, "run_worker", run_with_a_signal)
+    args = argparse.Namespace(app="x:y", queues=None, concurrency=None, stop_timeout=5.0)
+    try:
+        assert commands.cmd_worker(args, broker) == 0
+        assert signal.getsignal(signal.SIGTERM) is not original[signal.SIGTERM]
+        with caplog.at_level(logging.WARNING, logger="taskmaster"):
+            signal.raise_signal(signal.SIGTERM)  # late: handled, not fatal
+        assert "SIGTERM received again" in caplog.text
+    finally:
+        for sig, handler in original.items():
+            signal.signal(sig, handler)
+    # As a library, run_worker puts the caller's handlers back.
+    other = Consumer(broker, "q", lambda job: ACK, poll_interval=0.05)
+    assert (
+        real_run_worker([other], stop_timeout=5, ready=lambda: signal.raise_signal(signal.SIGTERM))
+        == 0
+    )
+    assert signal.getsignal(signal.SIGTERM) is original[signal.SIGTERM]
