@@ -53,7 +53,8 @@ _WAKES_PER_STEP = 32
 """Most idle workers woken in one callback when jobs come."""
 
 _STEP_SECONDS = 0.002
-"""How long a worker runs jobs that do not wait before it lets others run."""
+"""How long the workers run jobs that do not wait, in one turn of the loop,
+before they let it poll I/O and fire timers."""
 
 
 class Inbox:
@@ -149,6 +150,10 @@ class AsyncWorkers:
         """Set when :meth:`serve` has ended (every task it started has too)."""
         self.cancelled = 0
         """Handlers cancelled because the consumer stopped."""
+        self._cancelling_all = False
+        """Set when a stop cancels the workers (``_cancel_all``)."""
+        self._turn_ends: float | None = None
+        """When this turn of the loop's budget for running jobs ends."""
         self._slot = Slot()
         """The ledger's slot for this consumer's async jobs: the watchdog of
         threads is not used (timeouts are enforced on the loop)."""
@@ -297,27 +302,43 @@ class AsyncWorkers:
 
     async def _work(self) -> None:
         """One worker: run jobs from the inbox one after another until the
-        consumer stops. Jobs that do not wait run back to back in one step of
-        the loop, up to ``_STEP_SECONDS``; then the worker lets others run."""
+        consumer stops. Jobs that do not wait run back to back, but all the
+        workers together get ``_STEP_SECONDS`` per turn of the loop (see
+        :meth:`_turn_spent`); then they let the loop poll I/O and fire timers."""
         take, run, stopping = self._inbox.take, self._run, self._stopping
-        clock = time.perf_counter
         loop = self._loop
         assert loop is not None
-        step_ends = clock() + _STEP_SECONDS
         while not stopping.is_set():
+            if self._turn_spent():
+                await asyncio.sleep(0)
+                continue
             claimed = take()
             if claimed is None:
                 waiter = loop.create_future()
                 self._idle.append(waiter)
                 await waiter
                 self._wake_idle(min(self._inbox.waiting() - 1, 2))
-                step_ends = clock() + _STEP_SECONDS
                 continue
             if await run(claimed):
-                return  # cancelled (a stop, or the loop ending): this worker ends
-            if clock() > step_ends:
-                await asyncio.sleep(0)
-                step_ends = clock() + _STEP_SECONDS
+                return  # cancelled by a stop, or by the loop ending: this worker ends
+
+    def _turn_spent(self) -> bool:
+        """Whether the workers have used this turn of the loop's time budget.
+        The first worker to run in a turn opens it and schedules its end
+        (``call_soon``: it runs at the start of the next turn, after the loop
+        has polled I/O); a worker that finds it spent yields before taking a
+        job. So a burst of jobs that do not wait holds the loop for about
+        ``_STEP_SECONDS`` per turn, however many workers are ready."""
+        ends = self._turn_ends
+        if ends is None:
+            self._turn_ends = time.perf_counter() + _STEP_SECONDS
+            assert self._loop is not None
+            self._loop.call_soon(self._new_turn)
+            return False
+        return time.perf_counter() > ends
+
+    def _new_turn(self) -> None:
+        self._turn_ends = None
 
     def _worked(self, task: asyncio.Task[None]) -> None:
         """A worker task ended: when the consumer stops, or cancelled by a
@@ -330,6 +351,7 @@ class AsyncWorkers:
                 self._failed("event-loop", exc, "task")
 
     def _cancel_all(self) -> None:
+        self._cancelling_all = True
         for task in self._tasks:
             task.cancel()
 
@@ -356,8 +378,15 @@ class AsyncWorkers:
             fetcher.wake.set()
         if level:
             log_outcome(level, claimed, settlement, error)
+        if cancelled or self._cancelling_all:
+            return True  # a stop cancelled this worker (even if the handler swallowed it)
         task = asyncio.current_task()
-        return cancelled or (task is not None and task.cancelling() > 0)
+        while task is not None and task.cancelling():
+            # A cancellation requested by the handler's own code and left
+            # pending (Python 3.11's TaskGroup can leave one on its parent):
+            # it must not end this long-lived worker, nor reach the next job.
+            task.uncancel()
+        return False
 
     def _stopped(self, claimed: ClaimedJob) -> Run:
         self.cancelled += 1

@@ -226,7 +226,7 @@ class Consumer:
         try:
             await in_own_thread(self._start_roles, not self.is_async)
         except BaseException:
-            await in_own_thread(self.stop, 0)  # nothing left half-started
+            await in_own_thread(self.stop, 0, finish=True)  # nothing left half-started
             raise
 
     def _begin(self) -> None:
@@ -309,7 +309,7 @@ class Consumer:
     async def stop_async(self, timeout: float | None = 30.0) -> bool:
         """``stop()`` from asyncio code: waits in a thread, so the loop keeps
         running the handlers that are finishing."""
-        return await in_own_thread(self.stop, timeout)
+        return await in_own_thread(self.stop, timeout, finish=True)
 
     def _refuse_on_loop(self, method: str, instead: str) -> None:
         """A blocking call on the event loop that runs this consumer's

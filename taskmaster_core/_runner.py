@@ -15,6 +15,7 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -56,7 +57,7 @@ def is_async_handler(handler: object) -> bool:
     )
 
 
-def in_context(awaitable: Awaitable[T]) -> Awaitable[T]:
+def in_context(awaitable: Awaitable[T]) -> _InContext[T]:
     """Await ``coroutine`` in a copy of the current context, as a task of its
     own would: context variables a handler sets stay with its job, and the
     next job on the same worker starts from the consumer's context. Each
@@ -68,23 +69,32 @@ def in_context(awaitable: Awaitable[T]) -> Awaitable[T]:
 
 
 class _InContext(Generic[T]):
-    __slots__ = ("_context", "_steps")
+    __slots__ = ("_context", "_steps", "busy")
 
     def __init__(self, steps: Generator[Any, Any, T], context: contextvars.Context) -> None:
         self._steps = steps
         self._context = context
+        self.busy = 0.0
+        """Seconds spent in the awaitable's own steps (on the loop)."""
 
     def __await__(self) -> Generator[Any, Any, T]:
         run, steps = self._context.run, self._steps
         send, throw = steps.send, steps.throw
+        clock = time.perf_counter
         sent: Any = None
         thrown: BaseException | None = None
         while True:
+            began = clock()
             try:
                 yielded = run(send, sent) if thrown is None else run(throw, thrown)
             except StopIteration as stop:
+                self.busy += clock() - began
                 result: T = stop.value
                 return result
+            except BaseException:
+                self.busy += clock() - began
+                raise
+            self.busy += clock() - began
             sent, thrown = None, None
             try:
                 sent = yield yielded
@@ -168,9 +178,10 @@ class Runner:
                 return self._raised(claimed, exc)
             return self._judged(claimed, outcome)
         deadline = asyncio.timeout(self._job_timeout)
+        steps = in_context(self._process_async(job))
         try:
             async with deadline:
-                outcome = await in_context(self._process_async(job))
+                outcome = await steps
         except BaseException as exc:
             # A stop's cancellation wins over a timeout in the same step: the
             # timeout has undone its own cancel by now, so one still counted
@@ -180,22 +191,23 @@ class Runner:
             if deadline.expired():
                 return self.timed_out(claimed, "its task was cancelled")
             return self._raised(claimed, exc)
-        if _being_cancelled():  # the handler swallowed a stop's cancellation
-            raise asyncio.CancelledError
-        if deadline.expired() or self._blocked_past(deadline):
-            # It swallowed the cancellation, or never awaited long enough to
-            # be cancelled (it blocked the loop): a late result is discarded.
+        # A handler that swallowed a stop's cancellation and returned is judged
+        # by what it returned, as without job_timeout (a completed job is not
+        # run twice); the worker ends after it.
+        if deadline.expired() or self._blocked(steps):
+            # It swallowed the timeout's cancellation, or ran past its time
+            # on the loop itself, never awaiting: a late result is discarded.
             return self.timed_out(claimed, "its task was cancelled")
         return self._judged(claimed, outcome)
 
-    def _blocked_past(self, deadline: asyncio.Timeout) -> bool:
-        """Whether the handler returned later than its deadline allows (by
-        more than the watchdog's tolerance for sync handlers) without the
-        timeout firing: it blocked the loop instead of awaiting."""
-        when = deadline.when()
-        assert when is not None and self._job_timeout is not None
-        late = asyncio.get_running_loop().time() - when
-        return late > timeout_tolerance(self._job_timeout)
+    def _blocked(self, steps: _InContext[Any]) -> bool:
+        """Whether the handler's own steps (time on the loop, between its
+        awaits) add up to more than ``job_timeout`` and the tolerance the
+        watchdog gives sync handlers: it blocked the loop instead of awaiting,
+        so the timeout could not fire. Time the loop spent on other handlers
+        does not count against it."""
+        assert self._job_timeout is not None
+        return steps.busy > self._job_timeout + timeout_tolerance(self._job_timeout)
 
     def timed_out(self, claimed: ClaimedJob, what_then: str) -> Run:
         """A job whose handler overran ``job_timeout``: retried per policy,

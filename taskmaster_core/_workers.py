@@ -180,11 +180,14 @@ def remaining(deadline: float | None, minimum: float = 0.0) -> float | None:
     return max(minimum, deadline - time.monotonic())
 
 
-async def in_own_thread(function: Callable[..., T], *args: Any) -> T:
+async def in_own_thread(function: Callable[..., T], *args: Any, finish: bool = False) -> T:
     """``function(*args)`` on a thread of its own, awaited. Not
     ``asyncio.to_thread``: the loop's default executor is shared with the
     handlers' own ``to_thread`` calls, and a consumer's stop must not queue
-    behind them (it would wait while the fetcher kept claiming)."""
+    behind them (it would wait while the fetcher kept claiming). With
+    ``finish`` the thread is not a daemon: if the awaiting task is cancelled
+    (Ctrl-C while leaving ``async with consumer``) and the interpreter
+    exits, it waits for the call to end — a stop that flushes outcomes."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
     context = contextvars.copy_context()
@@ -209,6 +212,6 @@ async def in_own_thread(function: Callable[..., T], *args: Any) -> T:
             loop.call_soon_threadsafe(settle, result, error)
 
     threading.Thread(
-        target=call, name=f"taskmaster-{getattr(function, '__name__', 'call')}", daemon=True
+        target=call, name=f"taskmaster-{getattr(function, '__name__', 'call')}", daemon=not finish
     ).start()
     return await future

@@ -216,14 +216,15 @@ class PostgresBroker(BrokerBase):
             return []
         check_new_jobs(jobs)
         if connection is None:
-            own = await self._loop_connections.take()
-            if own is None:  # another put of this loop has it: the sync pool, in a thread
+            slot = await self._loop_connections.take()
+            if slot is None:  # another put of this loop has it: the sync pool, in a thread
                 return await asyncio.to_thread(self.put, jobs)
             try:
+                assert slot.conn is not None
                 with translated("put", self._connections.where):
-                    return await put_on_async(self._sql, own, jobs, own=True)
+                    return await put_on_async(self._sql, slot.conn, jobs, own=True)
             finally:
-                self._loop_connections.give_back()
+                self._loop_connections.give_back(slot)
         # The caller's transaction decides: no commit here.
         with translated("put", "the caller's connection"):
             return await put_on_async(self._sql, connection, jobs)

@@ -22,6 +22,8 @@ from typing import Any
 
 import psycopg
 
+from taskmaster_core import BrokerClosedError
+
 from ._connections import Connections
 from ._errors import translated
 
@@ -29,11 +31,14 @@ __all__ = ["LoopConnections"]
 
 
 class _Slot:
-    __slots__ = ("busy", "conn")
+    __slots__ = ("busy", "closing", "conn", "finalizer")
 
     def __init__(self) -> None:
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self.busy = False
+        self.closing = False
+        """Set by ``close()`` while a put uses the connection: the put closes it."""
+        self.finalizer: weakref.finalize[Any, Any] | None = None
 
 
 class LoopConnections:
@@ -46,18 +51,18 @@ class LoopConnections:
             weakref.WeakKeyDictionary()
         )
 
-    async def take(self) -> psycopg.AsyncConnection[Any] | None:
-        """This loop's connection, for one put; ``None`` while another put of
-        this loop has it (the caller then puts on the sync pool). Give it
-        back with :meth:`give_back`."""
+    async def take(self) -> _Slot | None:
+        """This loop's slot, its connection (``slot.conn``) open, for one put;
+        ``None`` while another put of this loop has it (the caller then puts
+        on the sync pool). Give it back with :meth:`give_back`."""
         loop = asyncio.get_running_loop()
-        slot = self._slots.get(loop)
-        if slot is None:
-            with self._lock:
-                slot = self._slots.setdefault(loop, _Slot())
-        if slot.busy:  # only this loop's thread reads or writes its slot
-            return None
-        slot.busy = True
+        with self._lock:
+            slot = self._slots.get(loop)
+            if slot is None:
+                slot = self._slots[loop] = _Slot()
+            if slot.busy:
+                return None
+            slot.busy = True
         conn = slot.conn
         if conn is None or conn.closed or conn.broken:
             slot.conn = None
@@ -65,17 +70,27 @@ class LoopConnections:
                 with translated("put", self._connections.where):
                     conn = await self._connect()
             except BaseException:
-                slot.busy = False
+                self._release(slot)
                 raise
+            if slot.finalizer is not None:
+                slot.finalizer.detach()  # the old connection is gone
             slot.conn = conn
-            weakref.finalize(loop, conn.pgconn.finish)
-        return conn
+            slot.finalizer = weakref.finalize(loop, conn.pgconn.finish)
+            if slot.closing:  # the broker closed while we connected
+                self._release(slot)
+                raise BrokerClosedError("put: the broker is not open")
+        return slot
 
-    def give_back(self) -> None:
-        """The put that took this loop's connection is over."""
-        slot = self._slots.get(asyncio.get_running_loop())
-        if slot is not None:
+    def give_back(self, slot: _Slot) -> None:
+        """The put that took ``slot`` is over (on its loop's thread)."""
+        self._release(slot)
+
+    def _release(self, slot: _Slot) -> None:
+        with self._lock:
             slot.busy = False
+            closing = slot.closing
+        if closing and slot.conn is not None:
+            slot.conn.pgconn.finish()  # on its own loop's thread, no put on it
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         connections = self._connections
@@ -89,9 +104,16 @@ class LoopConnections:
         return conn
 
     def close(self) -> None:
-        """Close every loop's connection (from any thread, loops running or not)."""
+        """Close every loop's connection, from any thread, loops running or
+        not. One a put is using is left to that put, which closes it when it
+        ends: libpq connections are not for two threads at once."""
         with self._lock:
             slots, self._slots = list(self._slots.values()), weakref.WeakKeyDictionary()
-        for slot in slots:
+            idle = []
+            for slot in slots:
+                slot.closing = True
+                if not slot.busy:
+                    idle.append(slot)
+        for slot in idle:
             if slot.conn is not None:
                 slot.conn.pgconn.finish()

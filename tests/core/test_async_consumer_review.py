@@ -233,3 +233,120 @@ def test_an_outcome_that_comes_after_the_stop_gave_up_is_logged(
     with caplog.at_level(logging.WARNING, logger="taskmaster.consumer"):
         release.set()
         wait_until(lambda: "stopped recording outcomes" in caplog.text)
+
+
+# -- from a second reading of the long-lived workers ---------------------------
+
+
+@pytest.mark.parametrize("job_timeout", [None, 5.0])
+def test_a_cancel_request_left_by_a_handlers_taskgroup_does_not_end_a_worker(
+    broker: MemoryBroker, job_timeout: float | None
+) -> None:
+    """Python 3.11's TaskGroup can leave its parent task's cancel request
+    pending when a child fails after the body ended. The parent is a
+    long-lived worker: it must clear it and go on (workers ended one by one,
+    silently, and their later jobs sat `running`)."""
+    publisher = Publisher(broker)
+    ran: list[str] = []
+
+    async def handler(job: Job) -> Any:
+        if job.payload == "tg":
+
+            async def child() -> None:
+                await asyncio.sleep(0.001)
+                raise ValueError("child failed")
+
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(child())
+            except* ValueError:
+                pass  # handled: the job succeeds
+        ran.append(job.payload)
+        return ACK
+
+    async def main() -> tuple[bool, int]:
+        consumer = Consumer(broker, "q", handler, concurrency=4, job_timeout=job_timeout)
+        async with consumer:
+            publisher.put_many("q", ["tg"] * 4)
+            assert await consumer.wait_idle_async(15)
+            publisher.put_many("q", ["plain"] * 20)
+            assert await consumer.wait_idle_async(15)
+        return consumer.wait_stopped(0), consumer.workers_alive
+
+    stopped, _ = asyncio.run(main())
+    assert stopped
+    assert ran.count("tg") == 4 and ran.count("plain") == 20
+    assert states(broker) == (0, 0)
+
+
+def test_a_handler_is_not_blamed_for_another_blocking_the_loop(broker: MemoryBroker) -> None:
+    """Job A is ready to finish just before job B blocks the loop for longer
+    than job_timeout; A's own steps were short: its result counts (it was
+    discarded and A ran twice). B, which blocked, is the one timed out."""
+    runs: list[str] = []
+    ready: asyncio.Future[None] | None = None
+
+    async def handler(job: Job) -> Any:
+        nonlocal ready
+        runs.append(job.payload)
+        if job.payload == "A":
+            if runs.count("A") == 1:
+                ready = asyncio.get_running_loop().create_future()
+                await ready  # resolved by B, just before B blocks
+            return ACK
+        await asyncio.sleep(0.05)
+        assert ready is not None
+        ready.set_result(None)
+        if runs.count("B") == 1:
+            time.sleep(1.5)  # B blocks the loop: its own fault
+        return ACK
+
+    async def main() -> None:
+        publisher = Publisher(broker, max_attempts=3)
+        consumer = Consumer(broker, "q", handler, concurrency=2, job_timeout=1.0, retry=SLOW_RETRY)
+        async with consumer:
+            publisher.put("q", "A")
+            await asyncio.sleep(0.05)
+            publisher.put("q", "B")
+            await asyncio.sleep(2.0)
+
+    asyncio.run(main())
+    assert runs.count("A") == 1
+    (b,) = broker.jobs(queue="q")
+    assert b.state is JobState.QUEUED and "handler timed out after 1s" in (b.last_error or "")
+
+
+def test_many_ready_workers_share_one_time_budget_per_turn_of_the_loop(
+    broker: MemoryBroker,
+) -> None:
+    """1,000 workers whose jobs never await (200 µs of CPU each): the loop
+    still polls I/O and fires timers every few milliseconds. Each worker
+    yielding after its own 2 ms let one turn of the loop run them all: a
+    5 ms timer fired over a second late."""
+
+    async def handler(job: Job) -> Any:
+        end = time.perf_counter() + 0.0002
+        while time.perf_counter() < end:
+            pass
+        return ACK
+
+    async def main() -> float:
+        lateness: list[float] = []
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            while not done.is_set():
+                began = time.perf_counter()
+                await asyncio.sleep(0.005)
+                lateness.append(time.perf_counter() - began - 0.005)
+
+        async with Consumer(broker, "q", handler, concurrency=1000) as consumer:
+            ticking = asyncio.create_task(ticker())
+            Publisher(broker).put_many("q", list(range(5000)))
+            assert await consumer.wait_idle_async(60)
+            done.set()
+            await ticking
+        return max(lateness)
+
+    worst = asyncio.run(main())
+    assert worst < 0.4, f"a 5 ms timer fired {worst * 1000:.0f} ms late"
