@@ -6,6 +6,7 @@ from ._broker import (
     Broker,
     BrokerBase,
     Capability,
+    PausesQueues,
     PlansMigrations,
     Subscription,
     WakeCallback,
@@ -44,6 +45,7 @@ from ._names import (
     check_dedup_key,
     check_new_jobs,
     check_queue_name,
+    check_queue_names,
 )
 from ._outcomes import ACK, REJECT, Ack, Outcome, Reject, Retry
 from ._plugins import (
@@ -91,6 +93,7 @@ __all__ = [
     "MsgpackSerializer",
     "NewJob",
     "Outcome",
+    "PausesQueues",
     "PayloadTooLargeError",
     "PayloadValidationError",
     "PermissionDeniedError",
@@ -116,6 +119,7 @@ __all__ = [
     "check_dedup_key",
     "check_new_jobs",
     "check_queue_name",
+    "check_queue_names",
     "enable_plugins",
     "get_plugin_manager",
     "hookimpl",

@@ -176,6 +176,9 @@ class Capability(enum.StrEnum):
     """``put(connection=...)`` stores the jobs inside the caller's transaction."""
     WAKE_UPS = "wake-ups"
     """``subscribe()`` calls back when jobs may be ready (else: polling only)."""
+    PAUSE = "pause"
+    """Queues can be paused and resumed (:class:`PausesQueues`), and the
+    pause is stored in the broker, for every worker."""
 
 
 @runtime_checkable
@@ -197,6 +200,25 @@ class PlansMigrations(Protocol):
     def migration_sql(self) -> list[str]:
         """The statements ``migrate()`` would run now, as text (empty when the
         storage is up to date); changes nothing."""
+
+
+@runtime_checkable
+class PausesQueues(Protocol):
+    """A broker that can pause queues: no job of a paused queue is claimed, by
+    any worker using the broker's storage, until it is resumed. Jobs can
+    still be put on it; jobs already running finish and settle as usual.
+    Declared with :attr:`Capability.PAUSE`."""
+
+    def pause(self, queues: Sequence[str]) -> None:
+        """Pause ``queues`` (pausing a paused queue changes nothing). A name no
+        job could carry raises ``ConfigurationError``."""
+
+    def resume(self, queues: Sequence[str]) -> None:
+        """Resume ``queues`` and wake their consumers (resuming a queue that
+        is not paused changes nothing)."""
+
+    def paused(self) -> list[str]:
+        """The paused queues, sorted."""
 
 
 @runtime_checkable

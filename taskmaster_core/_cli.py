@@ -169,6 +169,14 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="machine-readable output")
     stats.set_defaults(run=cmd.cmd_stats)
 
+    pause = command("pause", help="stop every worker claiming the jobs of queues")
+    pause.add_argument("queues", nargs="+", help="queue names")
+    pause.set_defaults(run=cmd.cmd_pause)
+
+    resume = command("resume", help="let workers claim the jobs of paused queues again")
+    resume.add_argument("queues", nargs="+", help="queue names")
+    resume.set_defaults(run=cmd.cmd_resume)
+
     failed = command("failed", help="list failed jobs with their last error")
     failed.add_argument("--queue", default=None, help="only this queue")
     failed.add_argument("--limit", type=positive_int, default=50, help="at most (default 50)")
@@ -268,6 +276,8 @@ _DOING = {
     "migrate": "migrate the jobs table",
     "put": "put the job",
     "stats": "read the queue stats",
+    "pause": "pause the queues",
+    "resume": "resume the queues",
     "failed": "list failed jobs",
     "requeue": "requeue failed jobs",
     "delete": "delete jobs",

@@ -13,8 +13,9 @@ from typing import Any
 
 import msgspec
 
-from ._broker import Broker, PlansMigrations
+from ._broker import Broker, PausesQueues, PlansMigrations
 from ._cli_args import EXIT_FAILED, EXIT_OK, UsageError
+from ._errors import ConfigurationError
 from ._plugins import SerializerRegistry
 from ._publisher import Publisher
 from ._types import JobInfo, JobState
@@ -110,6 +111,7 @@ def cmd_stats(args: argparse.Namespace, broker: Broker) -> int:
                 "failed": s.failed,
                 "done": s.done,
                 "oldest_ready_age": s.oldest_ready_age,
+                "paused": s.paused,
             }
             for s in stats
         ]
@@ -121,11 +123,30 @@ def cmd_stats(args: argparse.Namespace, broker: Broker) -> int:
     table = [["queue", "ready", "scheduled", "running", "failed", "done", "oldest ready"]]
     for s in stats:
         age = "-" if s.oldest_ready_age is None else f"{s.oldest_ready_age:.1f}s"
+        name = f"{s.queue} (paused)" if s.paused else s.queue
         table.append(
-            [s.queue, *(f"{n:,}" for n in (s.ready, s.scheduled, s.running, s.failed, s.done)), age]
+            [name, *(f"{n:,}" for n in (s.ready, s.scheduled, s.running, s.failed, s.done)), age]
         )
     _print_table(table)
     return EXIT_OK
+
+
+def cmd_pause(args: argparse.Namespace, broker: Broker) -> int:
+    _pauser(broker).pause(args.queues)
+    print(f"paused: {', '.join(args.queues)} (every worker stops claiming their jobs)")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace, broker: Broker) -> int:
+    _pauser(broker).resume(args.queues)
+    print(f"resumed: {', '.join(args.queues)}")
+    return EXIT_OK
+
+
+def _pauser(broker: Broker) -> PausesQueues:
+    if not isinstance(broker, PausesQueues):
+        raise ConfigurationError(f"{broker!r} cannot pause queues (it is not PausesQueues)")
+    return broker
 
 
 def job_json(job: JobInfo, serializers: SerializerRegistry) -> dict[str, Any]:

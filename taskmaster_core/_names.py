@@ -9,7 +9,7 @@ again in ``put`` (a broker may be called directly), through
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from ._errors import ConfigurationError
@@ -24,6 +24,7 @@ __all__ = [
     "check_dedup_key",
     "check_new_jobs",
     "check_queue_name",
+    "check_queue_names",
 ]
 
 MAX_QUEUE_NAME_LENGTH = 1000
@@ -55,6 +56,15 @@ def check_queue_name(queue: object) -> str:
             f"of {MAX_QUEUE_NAME_BYTES} bytes (queue names are part of the table's indexes)"
         )
     return queue
+
+
+def check_queue_names(queues: object) -> list[str]:
+    """``queues`` (a sequence of names) as a list, each name checked as
+    :func:`check_queue_name` does; a single string is refused, since it would
+    pass as a sequence of one-letter names."""
+    if isinstance(queues, str | bytes) or not isinstance(queues, Sequence | set | frozenset):
+        raise ConfigurationError(f"queues must be a list of queue names, got {queues!r}")
+    return [check_queue_name(queue) for queue in queues]
 
 
 def check_dedup_key(key: object) -> str | None:

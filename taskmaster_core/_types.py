@@ -130,6 +130,9 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
     done: int = 0
     oldest_ready_age: float | None = None
     """Seconds since the oldest ready job became due, or None if none is ready."""
+    paused: bool = False
+    """The queue is paused: its jobs are not claimed (see ``PausesQueues``).
+    A paused queue is listed even when it has no jobs."""
 
     @property
     def queued(self) -> int:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-from ._broker import Broker
+from ._broker import Broker, PausesQueues
 from ._consumer import Consumer
 from ._errors import ConfigurationError
 from ._job import Job
@@ -223,6 +223,8 @@ def run_worker(
             # migrated (or a role without grants) stops the worker here with
             # the broker's error, instead of a claim loop retrying forever.
             broker.jobs(limit=1)
+            if isinstance(broker, PausesQueues):
+                broker.paused()  # the claim reads this too (a table older than the code)
         for consumer in consumers:
             consumer.start()
         logger.info(

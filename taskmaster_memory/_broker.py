@@ -26,6 +26,7 @@ from taskmaster_core import (
     Settlement,
     WakeCallback,
     check_new_jobs,
+    check_queue_names,
 )
 
 from ._store import Record, Store, info
@@ -56,7 +57,7 @@ class MemoryBroker(BrokerBase):
     no migration SQL to show (it is not a ``PlansMigrations``).
     """
 
-    capabilities = frozenset({Capability.WAKE_UPS})
+    capabilities = frozenset({Capability.WAKE_UPS, Capability.PAUSE})
 
     def __init__(
         self,
@@ -68,6 +69,7 @@ class MemoryBroker(BrokerBase):
         self.keep_done = keep_done
         self._lock = threading.Lock()
         self._store = Store()
+        self._paused: set[str] = set()
         self._subscriptions: list[_Subscription] = []
         self._open = False
 
@@ -126,7 +128,28 @@ class MemoryBroker(BrokerBase):
         if limit <= 0:
             return []
         with self._lock:
-            return self._store.claim(queues, limit, self._clock(), lease)
+            return self._store.claim(queues, limit, self._clock(), lease, self._paused)
+
+    # -- pausing -------------------------------------------------------------
+
+    def pause(self, queues: Sequence[str]) -> None:
+        self._check_open()
+        names = check_queue_names(queues)
+        with self._lock:
+            self._paused.update(names)
+
+    def resume(self, queues: Sequence[str]) -> None:
+        self._check_open()
+        names = check_queue_names(queues)
+        with self._lock:
+            resumed = self._paused & set(names)
+            self._paused -= resumed
+        self._wake(resumed)
+
+    def paused(self) -> list[str]:
+        self._check_open()
+        with self._lock:
+            return sorted(self._paused)
 
     # -- outcomes ----------------------------------------------------------
 
@@ -258,7 +281,7 @@ class MemoryBroker(BrokerBase):
     def stats(self, queues: Collection[str] | None = None) -> list[QueueStats]:
         self._check_open()
         with self._lock:
-            return self._store.stats(queues, self._clock())
+            return self._store.stats(queues, self._clock(), self._paused)
 
     def jobs(
         self,

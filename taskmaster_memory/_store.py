@@ -177,10 +177,16 @@ class Store:
         ]
 
     def claim(
-        self, queues: Sequence[str], limit: int, now: float, lease: float
+        self,
+        queues: Sequence[str],
+        limit: int,
+        now: float,
+        lease: float,
+        paused: Collection[str] = (),
     ) -> list[ClaimedJob]:
-        """The best ``limit`` ready jobs of ``queues`` (expired leases reclaimed
-        first), now running under fresh tokens."""
+        """The best ``limit`` ready jobs of ``queues`` but the ``paused`` ones
+        (expired leases reclaimed first, paused queues' too), now running
+        under fresh tokens."""
         claimed: list[ClaimedJob] = []
         heads: list[Queue] = []
         for name in dict.fromkeys(queues):
@@ -189,7 +195,7 @@ class Store:
                 continue
             self.reclaim(queue, now)
             self.promote(queue, now)
-            if queue.ready:
+            if queue.ready and name not in paused:
                 heads.append(queue)
         lease_until = now + lease
         jobs = self.jobs
@@ -223,10 +229,16 @@ class Store:
             )
         return claimed
 
-    def stats(self, queues: Collection[str] | None, now: float) -> list[QueueStats]:
-        """Counts per queue and state (named queues present even when empty)."""
+    def stats(
+        self, queues: Collection[str] | None, now: float, paused: Collection[str] = ()
+    ) -> list[QueueStats]:
+        """Counts per queue and state (named queues present even when empty,
+        and paused ones, flagged)."""
         wanted = set(queues) if queues is not None else None
         counts: dict[str, dict[str, Any]] = {name: {} for name in wanted or ()}
+        for name in paused:
+            if wanted is None or name in wanted:
+                counts.setdefault(name, {})["paused"] = True
         for record in self.jobs.values():
             if wanted is not None and record.queue not in wanted:
                 continue

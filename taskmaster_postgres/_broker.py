@@ -16,6 +16,7 @@ import threading
 from collections.abc import Collection, Sequence
 from typing import Any
 
+import msgspec
 import psycopg
 
 from taskmaster_core import (
@@ -32,6 +33,7 @@ from taskmaster_core import (
     Subscription,
     WakeCallback,
     check_new_jobs,
+    check_queue_names,
 )
 
 from . import _schema
@@ -112,7 +114,11 @@ class PostgresBroker(BrokerBase):
         self._lock = threading.Lock()
         self._listener: Listener | None = None
         self.capabilities = frozenset(
-            {Capability.TRANSACTIONAL_PUT, *([Capability.WAKE_UPS] if listen else [])}
+            {
+                Capability.TRANSACTIONAL_PUT,
+                Capability.PAUSE,
+                *([Capability.WAKE_UPS] if listen else []),
+            }
         )
 
     @property
@@ -296,9 +302,31 @@ class PostgresBroker(BrokerBase):
         with self._connections.connection("stats") as conn:
             cur = conn.cursor(row_factory=queue_stats_row)
             found = {s.queue: s for s in cur.execute(self._sql.stats, {"queues": wanted})}
+            paused = [row[0] for row in conn.execute(self._sql.paused)]
         for name in wanted or ():
             found.setdefault(name, QueueStats(queue=name))
+        for name in paused:
+            if wanted is None or name in found:
+                found[name] = msgspec.structs.replace(
+                    found.get(name, QueueStats(queue=name)), paused=True
+                )
         return [found[name] for name in sorted(found)]
+
+    # -- pausing ----------------------------------------------------------------
+
+    def pause(self, queues: Sequence[str]) -> None:
+        names = check_queue_names(queues)
+        with self._connections.connection("pause") as conn:
+            conn.execute(self._sql.pause, {"queues": names})
+
+    def resume(self, queues: Sequence[str]) -> None:
+        names = check_queue_names(queues)
+        with self._connections.connection("resume") as conn:
+            conn.execute(self._sql.resume, {"queues": names})
+
+    def paused(self) -> list[str]:
+        with self._connections.connection("paused") as conn:
+            return [row[0] for row in conn.execute(self._sql.paused)]
 
     def jobs(
         self,

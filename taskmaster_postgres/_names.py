@@ -87,6 +87,8 @@ class TableNames:
     finished_idx: str = field(init=False)
     notify_fn: str = field(init=False)
     notify_trigger: str = field(init=False)
+    queues_table: str = field(init=False)
+    """Per-queue settings (version 2): which queues are paused."""
     channel: str = field(init=False)
     """LISTEN/NOTIFY channel: ``taskmaster_`` + a hash of schema and table, so
     it is short, lower case and distinct per table."""
@@ -105,6 +107,7 @@ class TableNames:
             "finished_idx": "finished_idx",
             "notify_fn": "notify",
             "notify_trigger": "notify",
+            "queues_table": "queues",
         }
         for attr, suffix in derived.items():
             object.__setattr__(self, attr, derived_name(self.table, suffix))

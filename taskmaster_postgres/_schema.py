@@ -97,7 +97,17 @@ def _v1(n: TableNames) -> list[sql.Composed]:
     ]
 
 
-MIGRATIONS: list[Migration] = [_v1]
+def _v2(n: TableNames) -> list[sql.Composed]:
+    """Per-queue settings, one row per queue that has any: for now whether it
+    is paused (``paused_at``); the claim skips paused queues."""
+    return [
+        sql.SQL("CREATE TABLE {} (queue text PRIMARY KEY, paused_at timestamptz)").format(
+            n.ident(n.queues_table)
+        )
+    ]
+
+
+MIGRATIONS: list[Migration] = [_v1, _v2]
 LATEST_VERSION = len(MIGRATIONS)
 
 
@@ -208,6 +218,7 @@ def drop(conn: psycopg.Connection[tuple[object, ...]], n: TableNames) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [n.lock_key])
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(n.qualified))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(n.ident(n.queues_table)))
         conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(n.ident(n.notify_fn)))
         if _versions_table_exists(conn, n):
             conn.execute(

@@ -153,7 +153,12 @@ SELECT (SELECT count(*) FROM reclaimed), (SELECT count(*) FROM woken), {relax}
 _CLAIM = """
 WITH ready AS (
     SELECT c.id
-    FROM unnest(%(queues)s::text[]) AS q(name)
+    FROM (
+        SELECT u.name FROM unnest(%(queues)s::text[]) AS u(name)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM {queues_t} AS p WHERE p.queue = u.name AND p.paused_at IS NOT NULL
+        )
+    ) AS q
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM {t}
         WHERE state = 'queued' AND queue = q.name AND run_at <= now()
@@ -331,12 +336,31 @@ LIMIT %(limit)s
 """
 
 
+# Pausing: one row per queue in the queues table; resuming clears paused_at
+# and wakes the queue's consumers in the same statement.
+_PAUSE = """
+INSERT INTO {queues_t} (queue, paused_at)
+SELECT name, now() FROM unnest(%(queues)s::text[]) AS u(name)
+ON CONFLICT (queue) DO UPDATE SET paused_at = coalesce({queues_t}.paused_at, now())
+"""
+_RESUME = """
+WITH resumed AS (
+    UPDATE {queues_t} SET paused_at = NULL
+    WHERE queue = ANY(%(queues)s::text[]) AND paused_at IS NOT NULL
+    RETURNING queue
+)
+SELECT pg_notify({channel}, queue) FROM resumed
+"""
+_PAUSED = "SELECT queue FROM {queues_t} WHERE paused_at IS NOT NULL ORDER BY queue"
+
+
 class Statements:
     """Every statement of one broker (one table, one keep-done mode), as bytes."""
 
     def __init__(self, names: TableNames, *, keep_done: bool, async_commit: bool) -> None:
         fields: dict[str, sql.Composable] = {
             "t": names.qualified,
+            "queues_t": names.ident(names.queues_table),
             "channel": sql.Literal(names.channel),
             "id_seq": sql.Literal(names.ident(names.id_seq).as_string(None)),
             "token_seq": sql.Literal(names.ident(names.token_seq).as_string(None)),
@@ -358,7 +382,9 @@ class Statements:
         # table names doubled; the staging statements run without parameters.
         with_parameters = {
             **fields,
-            **{key: for_parameters(fields[key]) for key in ("t", "id_seq", "token_seq")},
+            **{
+                key: for_parameters(fields[key]) for key in ("t", "queues_t", "id_seq", "token_seq")
+            },
         }
 
         def render(template: str, *, parameters: bool = True) -> bytes:
@@ -383,4 +409,7 @@ class Statements:
         self.prune = render(_UNLIMITED.format(where=_PRUNE_WHERE))
         self.prune_limited = render(_LIMITED.format(where=_PRUNE_WHERE))
         self.stats = render(_STATS)
+        self.pause = render(_PAUSE)
+        self.resume = render(_RESUME)
+        self.paused = render(_PAUSED, parameters=False)  # run without parameters
         self.jobs = render(_JOBS)

@@ -31,6 +31,7 @@ from ._contract_async import AsyncConsumerContract  # noqa: E402
 from ._contract_consumer import ConsumerContract  # noqa: E402
 from ._contract_model import BrokerMachine, ModelContract  # noqa: E402
 from ._contract_operations import OperationsContract  # noqa: E402
+from ._contract_pause import PauseContract  # noqa: E402
 from ._contract_put import PutClaimContract  # noqa: E402
 from ._contract_settle import SettleContract  # noqa: E402
 from ._harness import FakeClock, Harness, HarnessFactory  # noqa: E402
@@ -47,6 +48,7 @@ __all__ = [
     "HarnessFactory",
     "ModelContract",
     "OperationsContract",
+    "PauseContract",
     "PutClaimContract",
     "SettleContract",
     "ack",

@@ -10,7 +10,7 @@ clock because real time between steps is far below the 10 s time steps.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -24,7 +24,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from taskmaster_core import JobState, Lease, Settlement
+from taskmaster_core import Capability, JobState, Lease, PausesQueues, Settlement, capabilities_of
 
 from ._base import ContractBase
 from ._builders import new_job
@@ -55,6 +55,7 @@ class Model:
     now: float = 0.0
     seq: int = 0
     jobs: dict[int, ModelJob] = field(default_factory=dict)
+    paused: set[str] = field(default_factory=set)
 
     def stamp(self, at: float) -> tuple[float, int]:
         self.seq += 1
@@ -79,10 +80,16 @@ class BrokerMachine(RuleBasedStateMachine):
         self.broker = harness.broker
         self.model = Model()
         self.stale: list[Lease] = []
+        self.pausable = isinstance(self.broker, PausesQueues) and (
+            Capability.PAUSE in capabilities_of(self.broker)
+        )
 
     @initialize()
     def start_empty(self) -> None:
         self.broker.delete()
+        if self.pausable:
+            pauser = cast(PausesQueues, self.broker)
+            pauser.resume(pauser.paused())
 
     # -- rules ---------------------------------------------------------------
 
@@ -135,7 +142,11 @@ class BrokerMachine(RuleBasedStateMachine):
                 job.token = None
                 job.state = JobState.FAILED if job.attempts >= job.max_attempts else JobState.QUEUED
         ready = sorted(
-            (j for j in model.jobs.values() if j.queue in queues and model.ready(j)),
+            (
+                j
+                for j in model.jobs.values()
+                if j.queue in queues and j.queue not in model.paused and model.ready(j)
+            ),
             key=lambda j: (-j.priority, j.run_at, j.id),
         )
         expected = [j.id for j in ready[:limit]]
@@ -148,6 +159,18 @@ class BrokerMachine(RuleBasedStateMachine):
             job.token = c.token
             job.lease_until = model.now + LEASE
             assert c.attempt == job.attempts
+
+    @precondition(lambda self: self.pausable)
+    @rule(queue=st.sampled_from(QUEUES))
+    def pause(self, queue: str) -> None:
+        cast(PausesQueues, self.broker).pause([queue])
+        self.model.paused.add(queue)
+
+    @precondition(lambda self: self.pausable)
+    @rule(queue=st.sampled_from(QUEUES))
+    def resume(self, queue: str) -> None:
+        cast(PausesQueues, self.broker).resume([queue])
+        self.model.paused.discard(queue)
 
     def _running(self) -> list[ModelJob]:
         return sorted(
@@ -238,9 +261,11 @@ class BrokerMachine(RuleBasedStateMachine):
     @invariant()
     def stats_agree(self) -> None:
         model = self.model
-        expected: dict[str, tuple[int, int, int, int]] = {}
+        expected: dict[str, tuple[int, int, int, int, bool]] = {
+            queue: (0, 0, 0, 0, True) for queue in model.paused
+        }
         for job in model.jobs.values():
-            ready, scheduled, running, failed = expected.get(job.queue, (0, 0, 0, 0))
+            ready, scheduled, running, failed, paused = expected.get(job.queue, (0, 0, 0, 0, False))
             if job.state is JobState.QUEUED:
                 if model.ready(job):
                     ready += 1
@@ -250,8 +275,11 @@ class BrokerMachine(RuleBasedStateMachine):
                 running += 1
             else:
                 failed += 1
-            expected[job.queue] = (ready, scheduled, running, failed)
-        actual = {s.queue: (s.ready, s.scheduled, s.running, s.failed) for s in self.broker.stats()}
+            expected[job.queue] = (ready, scheduled, running, failed, paused)
+        actual = {
+            s.queue: (s.ready, s.scheduled, s.running, s.failed, s.paused)
+            for s in self.broker.stats()
+        }
         assert actual == expected
 
     @invariant()
@@ -264,7 +292,7 @@ class BrokerMachine(RuleBasedStateMachine):
 class ModelContract(ContractBase):
     """The broker against the reference model, through random sequences of
     put, claim, settle (also with stale tokens), extend, release, advance and
-    requeue."""
+    requeue, and pause and resume for a broker that can."""
 
     model_examples: ClassVar[int] = 40
     """Hypothesis examples of 40 steps each; raise it for a fast broker."""

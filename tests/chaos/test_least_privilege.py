@@ -34,6 +34,7 @@ def worker_role(chaos: ChaosDB) -> Iterator[str]:
         sql.SQL("GRANT USAGE ON SEQUENCE {}, {} TO {}").format(
             n.ident(n.id_seq), n.ident(n.token_seq), r
         ),
+        sql.SQL("GRANT SELECT ON {} TO {}").format(n.ident(n.queues_table), r),
         # The test application's own bookkeeping table, not Taskmaster's.
         sql.SQL("GRANT INSERT ON {} TO {}").format(sql.Identifier(n.schema, RUNS_TABLE), r),
     ]:

@@ -17,9 +17,9 @@ from taskmaster_core import (
 from taskmaster_memory import MemoryBroker
 
 
-def test_the_memory_broker_declares_wake_ups_only() -> None:
+def test_the_memory_broker_declares_wake_ups_and_pause_only() -> None:
     broker = MemoryBroker()
-    assert capabilities_of(broker) == {Capability.WAKE_UPS}
+    assert capabilities_of(broker) == {Capability.WAKE_UPS, Capability.PAUSE}
     assert not isinstance(broker, PlansMigrations)  # no stub to satisfy a sniffer
 
 

@@ -32,6 +32,7 @@ EXPECTED_OUTPUT = {
     "testing_with_memory_broker.py": "5 passed",
     "async_publisher.py": "put: 1, the same dedup key again: None",
     "async_consumer.py": "the slow page timed out once, then was fetched: 1",
+    "pause_queue.py": "after resume: ['daily report', 'welcome ada']",
 }
 POSTGRES_EXAMPLES = {"postgres_transactional_put.py"}
 

@@ -79,6 +79,7 @@ def test_a_worker_runs_jobs_put_with_the_cli(
         "failed": 1,  # "nobody" is not an email address
         "done": 0,  # acked jobs are deleted
         "oldest_ready_age": None,
+        "paused": False,
     }
     assert by_queue["emails"]["failed"] == by_queue["emails"]["running"] == 0
     assert sorted(email for _, email in sent_emails(db)) == [

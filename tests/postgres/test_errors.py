@@ -76,10 +76,14 @@ def test_the_translation_map(exc: psycopg.Error, expected: type[BrokerError]) ->
 
 def test_capabilities_are_declared_per_instance() -> None:
     broker = PostgresBroker("postgresql://u@localhost/app")  # no I/O
-    assert capabilities_of(broker) == {Capability.TRANSACTIONAL_PUT, Capability.WAKE_UPS}
+    assert capabilities_of(broker) == {
+        Capability.TRANSACTIONAL_PUT,
+        Capability.WAKE_UPS,
+        Capability.PAUSE,
+    }
     assert isinstance(broker, PlansMigrations)
     polling = PostgresBroker("postgresql://u@localhost/app", listen=False)
-    assert capabilities_of(polling) == {Capability.TRANSACTIONAL_PUT}
+    assert capabilities_of(polling) == {Capability.TRANSACTIONAL_PUT, Capability.PAUSE}
 
 
 @pytest.mark.postgres

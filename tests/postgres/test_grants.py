@@ -46,6 +46,7 @@ def test_a_worker_needs_only_the_documented_grants(
         sql.SQL("GRANT USAGE ON SEQUENCE {}, {} TO {}").format(
             n.ident(n.id_seq), n.ident(n.token_seq), role
         ),
+        sql.SQL("GRANT SELECT ON {} TO {}").format(n.ident(n.queues_table), role),
         sql.SQL("GRANT SELECT ON {} TO {}").format(
             sql.Identifier(n.schema, "taskmaster_schema_versions"), role
         ),

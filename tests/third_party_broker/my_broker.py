@@ -52,6 +52,15 @@ class MyBroker(BrokerBase):
     def put(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[int | None]:
         return self._inner.put(jobs, connection=connection)
 
+    def pause(self, queues: Sequence[str]) -> None:
+        self._inner.pause(queues)
+
+    def resume(self, queues: Sequence[str]) -> None:
+        self._inner.resume(queues)
+
+    def paused(self) -> list[str]:
+        return self._inner.paused()
+
     def claim(self, queues: Sequence[str], limit: int, lease: float) -> list[ClaimedJob]:
         return self._inner.claim(queues, limit, lease)
 

@@ -16,9 +16,10 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 GUIDE = HERE.parents[1] / "docs" / "plugins.md"
-CONTRACT_TESTS = 82  # each class of tests/contract/test_brokers.py runs as many
+CONTRACT_TESTS = 94  # each class of tests/contract/test_brokers.py runs as many
 KEEP_DONE_TESTS = 4  # the contract tests that build a broker with keep_done=True
 WAKE_UP_TESTS = 6  # the contract tests of Capability.WAKE_UPS
+PAUSE_TESTS = 12  # the contract tests of Capability.PAUSE
 
 
 def guide_test_module() -> str:
@@ -82,13 +83,16 @@ def test_options_and_capabilities_a_broker_lacks_skip_their_tests(
         """
     )
     result = project.runpytest_subprocess("-rs", "-p", "no:cacheprovider")
-    skipped = KEEP_DONE_TESTS + WAKE_UP_TESTS
+    skipped = KEEP_DONE_TESTS + WAKE_UP_TESTS + PAUSE_TESTS
     result.assert_outcomes(passed=CONTRACT_TESTS - skipped, skipped=skipped)
     result.stdout.fnmatch_lines(
         [f"*SKIPPED [[]{KEEP_DONE_TESTS}] *: MyBroker has no keep_done option"]
     )
     result.stdout.fnmatch_lines(
         [f"*SKIPPED [[]{WAKE_UP_TESTS}] *: Plainer does not declare Capability.WAKE_UPS"]
+    )
+    result.stdout.fnmatch_lines(
+        [f"*SKIPPED [[]{PAUSE_TESTS}] *: Plainer does not declare Capability.PAUSE"]
     )
 
 
