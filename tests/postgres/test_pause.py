@@ -89,3 +89,30 @@ def test_the_cli_pauses_resumes_and_shows_paused_queues(
     assert broker.paused() == []
     too_long = taskmaster("pause", "x" * 1001)
     assert too_long.returncode == 2 and "queue name of 1001 characters" in too_long.stderr
+
+
+def test_a_worker_on_a_table_from_before_pausing_stops_at_start_saying_to_migrate(
+    make_pg_harness: Callable[..., Harness], pg_dsn: str, pg_conn: psycopg.Connection[Any]
+) -> None:
+    """A worker of this version on a version-1 table would have its claims
+    fail and retry forever: it stops at start, with the way out."""
+    broker: Any = make_pg_harness().broker
+    n = broker.names
+    pg_conn.execute(sql.SQL("DROP TABLE {}").format(n.ident(n.queues_table)))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "taskmaster_core._cli",
+            "--url",
+            as_url(pg_dsn, schema=n.schema),
+            "worker",
+            "tests.ops.queues_app:make_consumers",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "queues" in result.stderr and "taskmaster migrate" in result.stderr
