@@ -3,24 +3,28 @@
 An async consumer (its handler is ``async def``) keeps the fetcher, the
 settler and the lease keeper of a sync one — the same threads, the same
 batched broker calls, off the loop — and replaces only the worker threads:
-each claimed job runs in a task of its own on an event loop, at most
-``concurrency`` at a time, so 1,000 jobs in flight are 1,000 tasks, not
-1,000 threads. The loop is the application's own (``async with consumer``,
-``await consumer.start_async()``) or, under ``start()``/``with`` and
-``taskmaster worker``, one the consumer runs on a thread of its own.
+``concurrency`` long-lived worker tasks on an event loop run the jobs, one
+after another each, so 1,000 jobs in flight are 1,000 suspended
+coroutines, not 1,000 threads. The loop is the application's own (``async
+with consumer``, ``await consumer.start_async()``) or, under
+``start()``/``with`` and ``taskmaster worker``, one the consumer runs on a
+thread of its own.
 
 The fetcher hands jobs over through an :class:`Inbox`: it appends them from
-its thread and wakes the loop once per batch (``call_soon_threadsafe``).
-On the loop, :meth:`AsyncWorkers.serve` starts a task per job while there is
-room, and each task records its outcome in the ledger as a worker thread
-does (one lock, held briefly). Nothing on the loop waits for the broker.
+its thread and wakes the loop once per batch (``call_soon_threadsafe``),
+which wakes idle workers a few at a time (each woken one wakes two more).
+A worker takes the next job itself when it is done with one: jobs that do
+not wait run back to back, within one budget of ``_STEP_SECONDS`` per turn
+of the loop shared by all workers. Each job's outcome goes to the ledger as
+a worker thread's does (one lock, held briefly). Nothing on the loop waits
+for the broker. Each job runs in a copy of the context (``in_context``).
 
 ``job_timeout`` is enforced on the loop (``asyncio.timeout``): an overrunning
-handler's task is cancelled, the handler sees ``CancelledError``, and the job
-is retried per policy. A stop lets running handlers finish until its
-deadline (or ``hurry()``), then cancels their tasks: those jobs are retried
-at once (the run counts as an attempt, like a timeout), nothing is left
-``running``.
+handler is cancelled (it sees ``CancelledError``) and the job is retried per
+policy. A stop lets running handlers finish until its deadline (or
+``hurry()``), then cancels the workers: those jobs are retried at once (the
+run counts as an attempt, like a timeout); a handler that ignores the
+cancellation gets ``_CANCEL_GRACE`` more seconds, then is left to its lease.
 """
 
 from __future__ import annotations

@@ -71,7 +71,9 @@ Handler = Callable[[Job], Any]
 
 
 class Consumer:
-    """Runs ``handler`` for jobs of ``queues`` with ``concurrency`` worker threads.
+    """Runs ``handler`` for jobs of ``queues``, ``concurrency`` at a time: on
+    worker threads, or, for an ``async def`` handler, as tasks on an event
+    loop (``async with`` runs them on yours; see docs/async.md).
 
     Use it as a context manager, or call ``start()`` and ``stop()``.
     ``context`` is handed to every job as ``job.context`` (the handler's
