@@ -17,9 +17,9 @@ each on its own thread (all daemons, named after the consumer):
   ``job_timeout`` watchdog.
 
 An async consumer has the same fetcher, settler and lease keeper threads;
-only the workers differ: ``_async_workers`` runs each job in a task on an
-event loop (the application's, or one of the consumer's own), and enforces
-``job_timeout`` there.
+only the workers differ: ``_async_workers`` runs the jobs on ``concurrency``
+worker tasks on an event loop (the application's, or one of the consumer's
+own), and enforces ``job_timeout`` there.
 
 Supervision: if a role thread dies of an exception (a bug, or a broker
 raising something other than a ``TaskmasterError``), the consumer logs it
