@@ -206,9 +206,6 @@ class AsyncWorkers:
         """``concurrency`` while serving, else 0."""
         return self._concurrency if self._launched and not self._done.is_set() else 0
 
-    def threads(self) -> list[threading.Thread]:
-        return []
-
     def _call_soon(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the loop, then wake ``serve()``."""
         loop, wakeup = self._loop, self._wakeup

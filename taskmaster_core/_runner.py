@@ -189,7 +189,7 @@ class Runner:
             if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
                 raise
             if deadline.expired():
-                return self.timed_out(claimed, "its task was cancelled")
+                return self._timed_out(claimed)
             return self._raised(claimed, exc)
         # A handler that swallowed a stop's cancellation and returned is judged
         # by what it returned, as without job_timeout (a completed job is not
@@ -197,7 +197,7 @@ class Runner:
         if deadline.expired() or self._blocked(steps):
             # It swallowed the timeout's cancellation, or ran past its time
             # on the loop itself, never awaiting: a late result is discarded.
-            return self.timed_out(claimed, "its task was cancelled")
+            return self._timed_out(claimed)
         return self._judged(claimed, outcome)
 
     def _blocked(self, steps: _InContext[Any]) -> bool:
@@ -209,10 +209,10 @@ class Runner:
         assert self._job_timeout is not None
         return steps.busy > self._job_timeout + timeout_tolerance(self._job_timeout)
 
-    def timed_out(self, claimed: ClaimedJob, what_then: str) -> Run:
+    def _timed_out(self, claimed: ClaimedJob) -> Run:
         """A job whose handler overran ``job_timeout``: retried per policy,
         or failed on its last attempt."""
-        reason = f"handler timed out after {self._job_timeout:g}s; {what_then}"
+        reason = f"handler timed out after {self._job_timeout:g}s; its task was cancelled"
         settlement = self.after_error(claimed, reason, None)
         return settlement, None, logging.WARNING if settlement.kind == "retry" else logging.ERROR
 
